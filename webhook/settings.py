@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -17,15 +18,48 @@ from pydantic_settings import (
 from webhook import names
 
 ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
-QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+QUANTITY_PATTERN = (
+    r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][-+]?[0-9]+)?$"
+)
 _URL = re.compile(r"^https?://[^\s${}]+$")
 # A value that lands in a classic-format Fluent Bit line must stay on that line and must not
 # expand an environment variable (Fluent Bit expands ${...} anywhere in a value).
 _CONFIG_SAFE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 
 
+_SUFFIX: dict[str, Decimal | int] = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "P": 10**15,
+    "E": 10**18,
+}
+
+
 def config_safe(value: str) -> bool:
     return bool(_CONFIG_SAFE.match(value)) and "${" not in value
+
+
+def quantity(value: str) -> Decimal:
+    """The numeric value of a Kubernetes quantity that matches QUANTITY_PATTERN."""
+    match = re.match(r"^([0-9.]+)(.*)$", value)
+    if not match or not re.match(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity")
+    number, suffix = match.groups()
+    if suffix[:1] in ("e", "E"):
+        return Decimal(number) * (Decimal(10) ** int(suffix[1:]))
+    return Decimal(number) * Decimal(_SUFFIX[suffix])
 
 
 class _Model(BaseModel):
@@ -38,6 +72,9 @@ class CredentialsSettings(_Model):
     secret_name: str = Field("logaas-credentials", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     client_id_key: str = Field("client-id", pattern=r"^[-._a-zA-Z0-9]+$")
     client_secret_key: str = Field("client-secret", pattern=r"^[-._a-zA-Z0-9]+$")
+    # The companion copies the Secret into namespaces that need it (labelled enabled or
+    # annotated logaas/credentials: sync); the webhook warns when a pod's namespace has neither.
+    synced: bool = True
 
 
 class SidecarSettings(_Model):

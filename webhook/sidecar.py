@@ -1,0 +1,129 @@
+"""The sidecar container and volumes; the parts that never change are built once per settings."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from webhook import names
+from webhook.annotations import Options
+from webhook.settings import Settings, quantity
+from webhook.sidecar_config import CONFIG_MOUNT, CONFIG_PATH, LOGS_MOUNT, STATE_MOUNT
+
+HTTP_PORT_NAME = "logaas-http"
+
+JSON = dict[str, Any]
+
+
+def _env_field(name: str, path: str) -> JSON:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+
+class SidecarTemplate:
+    """Static parts of the sidecar for one Settings; per-pod parts are filled in by build()."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        side = settings.sidecar
+        creds = settings.credentials
+
+        def secret_env(name: str, key: str) -> JSON:
+            # optional: a missing Secret must not keep the pod (native sidecars gate the app
+            # containers) from starting; Fluent Bit then retries the IAM login.
+            ref = {"name": creds.secret_name, "key": key, "optional": True}
+            return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+        self._env: list[JSON] = [
+            secret_env(names.ENV_CLIENT_ID, creds.client_id_key),
+            secret_env(names.ENV_CLIENT_SECRET, creds.client_secret_key),
+            _env_field("POD_NAME", "metadata.name"),
+            _env_field("POD_NAMESPACE", "metadata.namespace"),
+            _env_field("POD_UID", "metadata.uid"),
+            _env_field("NODE_NAME", "spec.nodeName"),
+        ]
+        self._mounts: list[JSON] = [
+            {"name": names.LOGS_VOLUME, "mountPath": LOGS_MOUNT, "readOnly": True},
+            {"name": names.STATE_VOLUME, "mountPath": STATE_MOUNT},
+            {"name": names.CONFIG_VOLUME, "mountPath": CONFIG_MOUNT, "readOnly": True},
+        ]
+        self._security: JSON = {
+            "runAsNonRoot": True,
+            "runAsUser": side.run_as_user,
+            "runAsGroup": side.run_as_user,
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        self._volumes: list[JSON] = [
+            {"name": names.LOGS_VOLUME, "emptyDir": {"sizeLimit": side.logs_size_limit}},
+            {"name": names.STATE_VOLUME, "emptyDir": {"sizeLimit": side.state_size_limit}},
+            {
+                "name": names.CONFIG_VOLUME,
+                "downwardAPI": {
+                    "defaultMode": 0o444,
+                    "items": [
+                        {
+                            "path": names.CONFIG_FILE,
+                            "fieldRef": {
+                                "fieldPath": f"metadata.annotations['{names.FLUENT_BIT_CONFIG}']"
+                            },
+                        }
+                    ],
+                },
+            },
+        ]
+        self._cpu_request = quantity(side.cpu_request)
+        self._memory_request = quantity(side.memory_request)
+
+    def volumes(self) -> list[JSON]:
+        return copy.deepcopy(self._volumes)
+
+    def container(self, options: Options, http_port: int) -> JSON:
+        side = self.settings.sidecar
+        # Requests never exceed the (possibly annotated) limits: ResourceQuota-safe and valid.
+        cpu_request = (
+            side.cpu_request
+            if self._cpu_request <= quantity(options.cpu_limit)
+            else options.cpu_limit
+        )
+        memory_request = (
+            side.memory_request
+            if self._memory_request <= quantity(options.memory_limit)
+            else options.memory_limit
+        )
+        probe_port: JSON = {"path": "/", "port": HTTP_PORT_NAME}
+        container: JSON = {
+            "name": names.SIDECAR_CONTAINER,
+            "image": side.image,
+            "imagePullPolicy": side.pull_policy,
+            # The image's ENTRYPOINT loads logaas.so; only the config path changes.
+            "args": ["-c", CONFIG_PATH],
+            "env": copy.deepcopy(self._env),
+            "ports": [{"name": HTTP_PORT_NAME, "containerPort": http_port, "protocol": "TCP"}],
+            "resources": {
+                "requests": {"cpu": cpu_request, "memory": memory_request},
+                "limits": {"cpu": options.cpu_limit, "memory": options.memory_limit},
+            },
+            # Liveness only: a readiness or startup probe would tie the app's readiness or
+            # start to the log pipeline, and logging must never hold the application back.
+            "livenessProbe": {
+                "httpGet": probe_port,
+                "initialDelaySeconds": 10,
+                "periodSeconds": 10,
+                "timeoutSeconds": 3,
+                "failureThreshold": 6,
+            },
+            "volumeMounts": copy.deepcopy(self._mounts),
+            "securityContext": copy.deepcopy(self._security),
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }
+        if side.native:
+            container["restartPolicy"] = "Always"
+        return container
+
+
+def app_mount(options: Options, container: str) -> JSON:
+    """Each app container writes into its own subdirectory, so records name their container."""
+    return {"name": names.LOGS_VOLUME, "mountPath": options.log_path, "subPath": container}

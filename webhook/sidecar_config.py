@@ -1,0 +1,138 @@
+"""The Fluent Bit classic config a sidecar runs, rendered per pod from its options."""
+
+from __future__ import annotations
+
+import json
+
+from webhook import fluentbit, names
+from webhook.annotations import Options
+from webhook.fluentbit import Section
+from webhook.settings import Settings
+
+LOGS_MOUNT = "/logaas/logs"
+STATE_MOUNT = "/logaas/state"
+CONFIG_MOUNT = "/logaas/config"
+CONFIG_PATH = f"{CONFIG_MOUNT}/{names.CONFIG_FILE}"
+# The fluent-bit image ships json and logfmt parsers here; extra configured parsers too.
+IMAGE_PARSERS_FILE = "/fluent-bit/etc/parsers.conf"
+TAG_PREFIX = "app."
+
+
+def grace_seconds(termination_grace: int | None) -> int:
+    """Fluent Bit's Grace: time to flush at shutdown, kept below the pod's grace period."""
+    period = 30 if termination_grace is None else termination_grace
+    return max(1, min(10, period - 5))
+
+
+def render(
+    options: Options, settings: Settings, http_port: int, termination_grace: int | None
+) -> str:
+    service: list[tuple[str, str]] = [
+        ("Flush", str(settings.sidecar.flush_seconds)),
+        ("Grace", str(grace_seconds(termination_grace))),
+        ("Log_Level", "info"),
+        ("Daemon", "off"),
+        ("HTTP_Server", "On"),
+        ("HTTP_Listen", "0.0.0.0"),
+        ("HTTP_Port", str(http_port)),
+        ("Health_Check", "On"),
+        ("storage.path", f"{STATE_MOUNT}/buffer"),
+        ("storage.sync", "normal"),
+        ("storage.backlog.mem_limit", settings.sidecar.mem_buf_limit),
+        ("storage.metrics", "On"),
+    ]
+    if options.parser != "none":
+        service.append(("Parsers_File", IMAGE_PARSERS_FILE))
+    sections: list[Section] = [("SERVICE", service)]
+
+    for container in options.containers:
+        tail = [
+            ("Name", "tail"),
+            ("Alias", f"tail-{container}"),
+            ("Tag", f"{TAG_PREFIX}{container}"),
+            ("Path", f"{LOGS_MOUNT}/{container}/{options.log_files}"),
+            ("DB", f"{STATE_MOUNT}/tail-{container}.db"),
+            ("DB.locking", "true"),
+            ("Read_from_Head", "true"),
+            ("Refresh_Interval", "5"),
+            ("Rotate_Wait", "10"),
+            ("Skip_Long_Lines", "On"),
+            ("Skip_Empty_Lines", "On"),
+            ("Mem_Buf_Limit", settings.sidecar.mem_buf_limit),
+            ("storage.type", "filesystem"),
+        ]
+        if options.multiline:
+            tail.append(("multiline.parser", options.multiline))
+        sections.append(("INPUT", tail))
+        sections.append(
+            (
+                "FILTER",
+                [
+                    ("Name", "record_modifier"),
+                    ("Match", f"{TAG_PREFIX}{container}"),
+                    ("Record", f"kubernetes_container_name {container}"),
+                ],
+            )
+        )
+
+    match_all = f"{TAG_PREFIX}*"
+    if options.parser != "none":
+        sections.append(
+            (
+                "FILTER",
+                [
+                    ("Name", "parser"),
+                    ("Match", match_all),
+                    ("Key_Name", "log"),
+                    ("Parser", options.parser),
+                    ("Reserve_Data", "On"),
+                ],
+            )
+        )
+    # Pod metadata from the Downward API env vars, nested like the kubernetes filter's
+    # output so records look the same in both modes.
+    sections.append(
+        (
+            "FILTER",
+            [
+                ("Name", "record_modifier"),
+                ("Match", match_all),
+                ("Record", "kubernetes_pod_name ${POD_NAME}"),
+                ("Record", "kubernetes_namespace_name ${POD_NAMESPACE}"),
+                ("Record", "kubernetes_pod_id ${POD_UID}"),
+                ("Record", "kubernetes_host ${NODE_NAME}"),
+            ],
+        )
+    )
+    sections.append(
+        (
+            "FILTER",
+            [
+                ("Name", "nest"),
+                ("Match", match_all),
+                ("Operation", "nest"),
+                ("Wildcard", "kubernetes_*"),
+                ("Nest_under", "kubernetes"),
+                ("Remove_prefix", "kubernetes_"),
+            ],
+        )
+    )
+    sections.append(("OUTPUT", output_pairs(settings, options, match_all)))
+    return fluentbit.render(sections)
+
+
+def output_pairs(settings: Settings, options: Options, match: str) -> list[tuple[str, str]]:
+    labels = json.dumps(options.labels, separators=(",", ":"), ensure_ascii=False)
+    return [
+        ("Name", "logaas"),
+        ("Match", match),
+        ("address", settings.logaas_address),
+        ("iam_address", settings.iam_address),
+        ("iam_client_id", "${" + names.ENV_CLIENT_ID + "}"),
+        ("iam_client_secret", "${" + names.ENV_CLIENT_SECRET + "}"),
+        ("default_project_id", options.project_id),
+        ("default_group_id", options.group_id),
+        ("default_labels", labels),
+        ("Retry_Limit", "no_limits"),
+        ("storage.total_limit_size", settings.sidecar.storage_limit),
+    ]
