@@ -1,0 +1,195 @@
+"""The HTTP edge: a FastAPI app whose admission endpoints are raw ASGI for speed.
+
+Reviews read the raw body (with a size cap and a slow-client timeout) and never answer 5xx:
+bad input is a 4xx, everything else an AdmissionReview.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from webhook.metrics import Metrics
+from webhook.mutation import Injector, Mode
+from webhook.review import BadReview, NamespaceLookup, review
+from webhook.settings import Settings
+
+MAX_BODY = 3 * 1024 * 1024
+BODY_TIMEOUT = 10.0  # seconds to receive a whole body; kube-apiserver sends it at once
+
+review_log = logging.getLogger("logaas_webhook.review")
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise _Reject(400, "invalid Content-Length header") from None
+            if length > MAX_BODY:
+                raise _Reject(413, f"request body of {length} bytes exceeds {MAX_BODY} (3 MiB)")
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    async with asyncio.timeout(BODY_TIMEOUT):
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Reject(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise _Reject(413, f"request body exceeds {MAX_BODY} bytes (3 MiB)")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class MutateEndpoint:
+    """POST handler for one webhook entry (the path carries the namespace decision)."""
+
+    def __init__(
+        self,
+        mode: Mode,
+        injector: Injector,
+        metrics: Metrics,
+        namespaces: NamespaceLookup | None,
+    ) -> None:
+        self.mode = mode
+        self.endpoint = "/mutate" if mode is Mode.POD else "/mutate/namespace"
+        self.injector = injector
+        self.metrics = metrics
+        self.namespaces = namespaces
+        self.latency = metrics.latency.labels(self.endpoint)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        if scope["method"] != "POST":
+            await _send(send, 405, b'{"error":"use POST with an AdmissionReview"}')
+            return
+        try:
+            body = await _read_body(scope, receive)
+            result = review(body, self.mode, self.injector, self.namespaces)
+        except _Reject as err:
+            await self._reject(send, err.status, err.message)
+            return
+        except TimeoutError:
+            await self._reject(send, 408, f"request body not received within {BODY_TIMEOUT:g}s")
+            return
+        except BadReview as err:
+            await self._reject(send, 400, str(err))
+            return
+        await _send(send, 200, result.body)
+        elapsed = time.perf_counter() - started
+        decision = result.decision
+        self.latency.observe(elapsed)
+        self.metrics.reviews.labels(self.endpoint, decision.outcome, decision.reason).inc()
+        if decision.outcome == "injected" and result.namespace:
+            self.metrics.injections.labels(result.namespace).inc()
+        if review_log.isEnabledFor(logging.INFO):
+            review_log.info(
+                "review",
+                extra={
+                    "review": {
+                        "uid": result.uid,
+                        "endpoint": self.endpoint,
+                        "namespace": result.namespace,
+                        "pod": result.pod,
+                        "decision": decision.outcome,
+                        "reason": decision.reason,
+                        "allowed": decision.allowed,
+                        "dry_run": result.dry_run,
+                        "duration_ms": round(elapsed * 1000, 3),
+                    }
+                },
+            )
+
+    async def _reject(self, send: Send, status: int, message: str) -> None:
+        self.metrics.rejected.labels(str(status)).inc()
+        await _send(send, status, orjson.dumps({"error": message}))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    ready: Callable[[], bool] = lambda: True,
+    namespaces: NamespaceLookup | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """The webhook app. `ready` says whether a certificate is loaded and caches are synced."""
+    injector = Injector(settings)
+    metrics = metrics or Metrics()
+    app = FastAPI(title="logaas-webhook", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.metrics = metrics
+    app.state.injector = injector
+    for mode in Mode:
+        endpoint = MutateEndpoint(mode, injector, metrics, namespaces)
+        app.router.routes.append(Route(endpoint.endpoint, endpoint, methods=None))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        if ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def json_log_formatter() -> logging.Formatter:
+    """One JSON object per line; review lines carry their fields at the top level."""
+
+    class _Formatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            line: dict[str, Any] = {
+                "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
+            fields = getattr(record, "review", None)
+            if isinstance(fields, dict):
+                line.update(fields)
+            if record.exc_info:
+                line["exc"] = self.formatException(record.exc_info)
+            return orjson.dumps(line).decode()
+
+    return _Formatter()

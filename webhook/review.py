@@ -1,0 +1,163 @@
+"""AdmissionReview v1 in, AdmissionReview v1 out: the envelope around the pure engine.
+
+The envelope is typed with pydantic; the pod inside stays a plain dict (no PodSpec model on
+the hot path).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from webhook.mutation import Decision, Injector, Mode, NamespaceInfo
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "admission.k8s.io/v1"
+NamespaceLookup = Callable[[str], NamespaceInfo | None]
+
+
+class _Envelope(BaseModel):
+    # Unknown fields are allowed: newer kube-apiservers add fields to the request.
+    model_config = ConfigDict(extra="allow")
+
+
+class GroupVersionKind(_Envelope):
+    group: str = ""
+    version: str = ""
+    kind: str
+
+
+class GroupVersionResource(_Envelope):
+    group: str = ""
+    version: str = ""
+    resource: str
+
+
+class AdmissionRequest(_Envelope):
+    uid: str = Field(min_length=1, max_length=256)
+    kind: GroupVersionKind
+    resource: GroupVersionResource
+    subResource: str | None = None
+    name: str | None = None
+    namespace: str | None = None
+    operation: str
+    object: dict[str, Any] | None = None
+    dryRun: bool | None = None
+
+
+class AdmissionReview(_Envelope):
+    apiVersion: Literal["admission.k8s.io/v1"]
+    kind: Literal["AdmissionReview"]
+    request: AdmissionRequest
+
+
+class BadReview(ValueError):
+    """Not a well-formed AdmissionReview v1: answered with HTTP 400."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one review, for the response, the log line and the metrics."""
+
+    body: bytes
+    decision: Decision
+    uid: str
+    namespace: str | None
+    pod: str | None
+    dry_run: bool
+
+
+def _describe(err: ValidationError) -> str:
+    # Field locations and messages only: input values may hold anything, secrets included.
+    parts = []
+    for item in err.errors(include_input=False, include_url=False)[:5]:
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse(body: bytes) -> AdmissionReview:
+    try:
+        return AdmissionReview.model_validate_json(body)
+    except ValidationError as err:
+        raise BadReview(
+            f"not an admission.k8s.io/v1 AdmissionReview with a request: {_describe(err)}"
+        ) from None
+
+
+def is_pod_create(request: AdmissionRequest) -> bool:
+    return (
+        request.operation == "CREATE"
+        and request.resource.group == ""
+        and request.resource.resource == "pods"
+        and not request.subResource
+    )
+
+
+def response_body(uid: str, decision: Decision) -> bytes:
+    response: dict[str, Any] = {"uid": uid, "allowed": decision.allowed}
+    if decision.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(orjson.dumps(decision.patch)).decode()
+    if not decision.allowed:
+        response["status"] = {
+            "code": decision.code,
+            "message": decision.message,
+            "reason": "BadRequest" if decision.code == 400 else "Forbidden",
+        }
+    if decision.warnings:
+        response["warnings"] = decision.warnings
+    return orjson.dumps(
+        {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
+    )
+
+
+def review(
+    body: bytes,
+    mode: Mode,
+    injector: Injector,
+    namespaces: NamespaceLookup | None = None,
+) -> Result:
+    """Decide one review. Raises BadReview for a malformed one; never raises otherwise."""
+    request = parse(body).request
+    pod = request.object if isinstance(request.object, dict) else {}
+    meta = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
+    pod_name = request.name or (meta or {}).get("name") or (meta or {}).get("generateName")
+    namespace = request.namespace
+    if not is_pod_create(request) or request.object is None:
+        decision = Decision(True, "skipped", "not-pod-create")
+    else:
+        try:
+            ns = namespaces(namespace) if namespaces and namespace else None
+            decision = injector.decide(request.object, mode, namespace, ns)
+        except Exception:
+            # A bug must not block pods the DaemonSet still covers (/mutate), and must not let
+            # an unlogged pod into a sidecar namespace (/mutate/namespace): fail like the
+            # webhook entry's failurePolicy would.
+            log.exception("injection failed for %s/%s", namespace, pod_name)
+            if mode is Mode.NAMESPACE:
+                decision = Decision(
+                    False, "error", "internal-error", "logaas webhook internal error", 500
+                )
+            else:
+                decision = Decision(
+                    True,
+                    "error",
+                    "internal-error",
+                    warnings=["logaas: sidecar not injected: internal error"],
+                )
+    return Result(
+        body=response_body(request.uid, decision),
+        decision=decision,
+        uid=request.uid,
+        namespace=namespace,
+        pod=pod_name if isinstance(pod_name, str) else None,
+        dry_run=bool(request.dryRun),
+    )
