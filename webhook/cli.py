@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 COMMAND_MODULES = (
     "webhook.cli_serve",  # serve, certs
+    "webhook.cli_inject",  # inject (offline, GitOps)
 )
 
 
