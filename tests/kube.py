@@ -40,9 +40,22 @@ def kubectl_patch(obj: dict[str, Any], patch: list[dict[str, Any]]) -> dict[str,
         src.write_text(json.dumps(obj))
         ops.write_text(json.dumps(patch))
         proc = subprocess.run(
-            [kubectl(), "patch", "--local", "--type=json", "-f", str(src),
-             "--patch-file", str(ops), "-o", "json"],
-            capture_output=True, text=True, timeout=60, check=False,
+            [
+                kubectl(),
+                "patch",
+                "--local",
+                "--type=json",
+                "-f",
+                str(src),
+                "--patch-file",
+                str(ops),
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     if proc.returncode != 0:
         raise PatchError(f"kubectl patch failed: {proc.stderr.strip()}")
