@@ -38,3 +38,8 @@ def cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp_path_factory.mktemp("certs")
     certs.write_bundle(certs.generate_bundle(["localhost", "127.0.0.1"]), out)
     yield out
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
