@@ -107,6 +107,7 @@ app.kubernetes.io/component: daemonset-companion
 {{/* The caBundle to render: only tls.mode=provided knows it at install time. */}}
 {{- define "logaas-webhook.caBundle" -}}
 {{- if eq .Values.tls.mode "provided" }}
+{{- $_ := include "logaas-webhook.tlsSecretName" . }}
 {{- $bundle := required "tls.provided.caBundle is required with tls.mode=provided: base64 of the PEM CA certificate(s)" .Values.tls.provided.caBundle }}
 {{- if not (contains "-----BEGIN CERTIFICATE-----" (b64dec $bundle)) }}
 {{- fail "tls.provided.caBundle must be the base64 encoding of PEM CA certificate(s) (-----BEGIN CERTIFICATE-----)" }}
@@ -124,6 +125,7 @@ app.kubernetes.io/component: daemonset-companion
 {{- fail "credentials: set credentials.existingSecret to the name of a Secret holding the service account key (recommended), or both credentials.clientId and credentials.clientSecret to have the chart create it" }}
 {{- end }}
 {{- end }}
+{{- $_ = include "logaas-webhook.caBundle" . }}
 {{- if and .Values.credentials.existingSecret (or .Values.credentials.clientId .Values.credentials.clientSecret) }}
 {{- fail "credentials: credentials.existingSecret and credentials.clientId/clientSecret are mutually exclusive" }}
 {{- end }}
