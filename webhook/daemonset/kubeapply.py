@@ -1,0 +1,190 @@
+"""A small typed edge over the `kubernetes` client: get, list, create, patch, server-side
+apply and delete of plain-dict objects by REST path, with the client's auth and TLS."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+JSON = dict[str, Any]
+FIELD_MANAGER = "logaas-webhook"
+log = logging.getLogger("logaas.daemonset")
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if self.namespaced and namespace is not None:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return base + (f"/{name}" if name else "")
+
+
+NAMESPACES = Resource("", "v1", "namespaces", False)
+PODS = Resource("", "v1", "pods", True)
+SECRETS = Resource("", "v1", "secrets", True)
+CONFIGMAPS = Resource("", "v1", "configmaps", True)
+SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", True)
+DAEMONSETS = Resource("apps", "v1", "daemonsets", True)
+CLUSTERROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", False)
+CLUSTERROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", False)
+LEASES = Resource("coordination.k8s.io", "v1", "leases", True)
+
+BY_KIND = {
+    ("v1", "ServiceAccount"): SERVICEACCOUNTS,
+    ("v1", "ConfigMap"): CONFIGMAPS,
+    ("v1", "Secret"): SECRETS,
+    ("v1", "Namespace"): NAMESPACES,
+    ("apps/v1", "DaemonSet"): DAEMONSETS,
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): CLUSTERROLES,
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): CLUSTERROLEBINDINGS,
+    ("coordination.k8s.io/v1", "Lease"): LEASES,
+}
+
+
+def resource_of(obj: JSON) -> Resource:
+    key = (str(obj.get("apiVersion")), str(obj.get("kind")))
+    if key not in BY_KIND:
+        raise ValueError(f"unsupported object kind {key[1]} ({key[0]})")
+    return BY_KIND[key]
+
+
+def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
+    """In-cluster config when running in a pod, else the kubeconfig (or $KUBECONFIG)."""
+    configuration = client.Configuration()
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        except config.ConfigException:
+            pass
+    config.load_kube_config(
+        config_file=str(kubeconfig) if kubeconfig else None, client_configuration=configuration
+    )
+    return client.ApiClient(configuration)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:
+        self.api = api
+        self.timeout = timeout
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: Iterable[tuple[str, str]] = (),
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        _, url, header_params, serialized, _ = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list(query) or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api.call_api(
+            method, url, header_params=header_params, body=serialized,
+            _request_timeout=self.timeout,
+        )
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException.from_response(
+                http_resp=response, body=data.decode("utf-8", "replace"), data=None
+            )
+        parsed: JSON = json.loads(data) if data else {}
+        return parsed
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> JSON | None:
+        try:
+            return self.request("GET", res.path(namespace, name))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list(
+        self, res: Resource, namespace: str | None = None, label_selector: str | None = None
+    ) -> tuple[list[JSON], str]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        got = self.request("GET", res.path(namespace), query)
+        items: list[JSON] = got.get("items") or []
+        return items, str((got.get("metadata") or {}).get("resourceVersion", ""))
+
+    def create(self, obj: JSON) -> JSON:
+        res = resource_of(obj)
+        namespace = obj["metadata"].get("namespace")
+        return self.request("POST", res.path(namespace), [("fieldManager", FIELD_MANAGER)], obj)
+
+    def update(self, obj: JSON) -> JSON:
+        res = resource_of(obj)
+        meta = obj["metadata"]
+        path = res.path(meta.get("namespace"), meta["name"])
+        return self.request("PUT", path, [("fieldManager", FIELD_MANAGER)], obj)
+
+    def merge_patch(self, res: Resource, namespace: str | None, name: str, patch: JSON) -> JSON:
+        return self.request(
+            "PATCH",
+            res.path(namespace, name),
+            [("fieldManager", FIELD_MANAGER)],
+            patch,
+            "application/merge-patch+json",
+        )
+
+    def apply(self, obj: JSON) -> JSON:
+        """Server-side apply as field manager logaas-webhook (force: we own these objects)."""
+        res = resource_of(obj)
+        meta = obj["metadata"]
+        return self.request(
+            "PATCH",
+            res.path(meta.get("namespace"), meta["name"]),
+            [("fieldManager", FIELD_MANAGER), ("force", "true")],
+            obj,
+            "application/apply-patch+yaml",
+        )
+
+    def delete(self, res: Resource, namespace: str | None, name: str) -> bool:
+        """Delete; False when it was already gone."""
+        try:
+            self.request(
+                "DELETE",
+                res.path(namespace, name),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            )
+            return True
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+
+
+def apply_all(kube: Kube, objects: Iterable[JSON]) -> list[JSON]:
+    return [kube.apply(obj) for obj in objects]
+
+
+def delete_all(kube: Kube, objects: Iterable[JSON]) -> list[str]:
+    """Delete the objects (DaemonSet first, RBAC last); names of those that existed."""
+    deleted = []
+    for obj in reversed(list(objects)):
+        meta = obj["metadata"]
+        if kube.delete(resource_of(obj), meta.get("namespace"), meta["name"]):
+            deleted.append(f"{obj['kind']}/{meta['name']}")
+    return deleted
