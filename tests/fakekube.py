@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -607,7 +607,6 @@ class FakeKube:
         return 200, self._store(key, new, existing, manager)
 
     def _matching(self, key: Key, query: dict[str, str], obj: JSON) -> bool:
-        group, version, resource, namespace, _ = key
         meta = obj.get("metadata") or {}
         return label_selector_matches(
             query.get("labelSelector", ""), meta.get("labels") or {}
@@ -620,7 +619,8 @@ class FakeKube:
             items = [
                 copy.deepcopy(o)
                 for k, o in sorted(self.objects.items())
-                if k[:3] == key[:3] and (not namespace or k[3] == namespace)
+                if k[:3] == key[:3]
+                and (not namespace or k[3] == namespace)
                 and self._matching(key, query, o)
             ]
             rv = str(self.rv)
@@ -654,7 +654,8 @@ class FakeKube:
                     initial = [
                         line("ADDED", copy.deepcopy(o))
                         for k, o in sorted(self.objects.items())
-                        if k[:3] == key[:3] and (not namespace or k[3] == namespace)
+                        if k[:3] == key[:3]
+                        and (not namespace or k[3] == namespace)
                         and self._matching(key, query, o)
                     ]
                 else:
@@ -688,7 +689,7 @@ class _Handler(BaseHTTPRequestHandler):
     kube: FakeKube
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _serve(self, method: str) -> None:

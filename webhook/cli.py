@@ -14,6 +14,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "webhook.cli_serve",  # serve, certs
     "webhook.cli_inject",  # inject (offline, GitOps)
+    "webhook.cli_daemonset",  # daemonset render/apply/delete/reconcile, coverage
 )
 
 

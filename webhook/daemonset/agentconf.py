@@ -175,11 +175,13 @@ def primary(settings: Settings, plan: Plan) -> str:
     )
     match_kube = ("Match", TAG_PREFIX + "*")
     if overflow:
-        rules = [
+        excludes = [
             ("Exclude", f"{PATH_KEY} {path_regex(run)}")
             for run in pack(overflow, VALUE_BUDGET - 120)
         ]
-        sections.append(("FILTER", [("Name", "grep"), ("Alias", "sidecar-namespaces"), match_kube, *rules]))
+        sections.append(
+            ("FILTER", [("Name", "grep"), ("Alias", "sidecar-namespaces"), match_kube, *excludes])
+        )
     sections.append(
         (
             "FILTER",
@@ -285,7 +287,10 @@ PARSERS = fluentbit.render(
             [
                 ("Name", "cri"),
                 ("Format", "regex"),
-                ("Regex", r"^(?<time>[^ ]+) (?<stream>stdout|stderr) (?<logtag>[^ ]*) (?<message>.*)$"),
+                (
+                    "Regex",
+                    r"^(?<time>[^ ]+) (?<stream>stdout|stderr) (?<logtag>[^ ]*) (?<message>.*)$",
+                ),
                 ("Time_Key", "time"),
                 ("Time_Format", "%Y-%m-%dT%H:%M:%S.%L%z"),
                 ("Time_Keep", "On"),

@@ -79,7 +79,9 @@ def classify(
 
     deliveries = []
     if not targets_windows(spec):
-        path = container_log_path(name, ns.name, containers[0] if containers else "app", _CONTAINER_ID)
+        path = container_log_path(
+            name, ns.name, containers[0] if containers else "app", _CONTAINER_ID
+        )
         deliveries = agent.deliveries(path, annotations)
 
     def result(verdict: str, group: str, detail: str) -> PodCoverage:
@@ -152,7 +154,9 @@ def pods_from_documents(docs: Iterable[Any]) -> list[dict[str, Any]]:
 
 def format_report(rows: list[PodCoverage]) -> str:
     header = ("POD", "SHIPPED-BY", "GROUP", "DETAIL")
-    table = [header] + [(f"{r.namespace}/{r.name}", r.verdict, r.group_id or "-", r.detail) for r in rows]
+    table = [header] + [
+        (f"{r.namespace}/{r.name}", r.verdict, r.group_id or "-", r.detail) for r in rows
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(3)]
     lines = [
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]

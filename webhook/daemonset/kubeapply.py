@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
+from kubernetes import config as _config
 from kubernetes.client.exceptions import ApiException
 
 JSON = dict[str, Any]
 FIELD_MANAGER = "logaas-webhook"
 log = logging.getLogger("logaas.daemonset")
+config: Any = _config  # untyped package
 
 
 @dataclass(frozen=True)
@@ -102,10 +104,13 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         response = self.api.call_api(
-            method, url, header_params=header_params, body=serialized,
+            method,
+            url,
+            header_params=header_params,
+            body=serialized,
             _request_timeout=self.timeout,
         )
-        data = response.read()
+        data: bytes = response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status <= 299:
             raise ApiException.from_response(
                 http_resp=response, body=data.decode("utf-8", "replace"), data=None
@@ -167,7 +172,11 @@ class Kube:
             self.request(
                 "DELETE",
                 res.path(namespace, name),
-                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": "Background",
+                },
             )
             return True
         except ApiException as err:

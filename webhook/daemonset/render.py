@@ -195,7 +195,10 @@ def daemon_set(settings: Settings, plan: Plan, checksum: str) -> JSON:
                         {"name": "varlog", "hostPath": {"path": "/var/log", "type": "Directory"}},
                         {
                             "name": "state",
-                            "hostPath": {"path": state_host_path(plan), "type": "DirectoryOrCreate"},
+                            "hostPath": {
+                                "path": state_host_path(plan),
+                                "type": "DirectoryOrCreate",
+                            },
                         },
                         {"name": "config", "configMap": {"name": plan.agent_name}},
                     ],

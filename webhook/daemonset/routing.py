@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook import names
-from webhook.annotations import AnnotationError, check_group_policy, namespace_defaults
-from webhook.annotations import PolicyError
+from webhook.annotations import AnnotationError, PolicyError, check_group_policy, namespace_defaults
 from webhook.settings import Settings
 
 # Longest value we write on one classic-format line (buffer 4096 minus key, indent, newline).
@@ -48,7 +47,9 @@ class Route:
 
 
 def default_route(settings: Settings) -> Route:
-    return Route(settings.group_id, settings.project_id, tuple(sorted(settings.default_labels.items())))
+    return Route(
+        settings.group_id, settings.project_id, tuple(sorted(settings.default_labels.items()))
+    )
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,9 @@ class Agent:
         self.processes: dict[str, list[Section]] = {
             name: fluentbit.parse(text) for name, text in configs.items() if name.endswith(".conf")
         }
-        self.processes = {n: s for n, s in self.processes.items() if any(k != "PARSER" for k, _ in s)}
+        self.processes = {
+            n: s for n, s in self.processes.items() if any(k != "PARSER" for k, _ in s)
+        }
         self.primary = primary
         self.ports: dict[str, str] = {}
         for name, sections in self.processes.items():
@@ -103,7 +105,7 @@ class Agent:
                 continue
             if any(fnmatch.fnmatchcase(path, g) for g in excludes):
                 continue
-            tag_template = _get(pairs, "Tag") or ""
+            tag_template: str = _get(pairs, "Tag") or ""
             if not tag_template.endswith("*"):
                 raise SimulationError(f"unsupported tail Tag {tag_template!r}")
             tag = tag_template[:-1] + path.strip("/").replace("/", ".")
@@ -147,8 +149,8 @@ class Agent:
                     if len(parts) != 4 or not parts[0].startswith("$"):
                         raise SimulationError(f"unsupported rewrite rule {rule!r}")
                     key, regex, new_tag, keep = parts
-                    value = record.get(key[1:])
-                    if value is None or not _regex(regex).search(value):
+                    found = record.get(key[1:])
+                    if found is None or not _regex(regex).search(found):
                         continue
                     emitted = self._run(
                         process, new_tag.replace("$TAG", tag), record, annotations, depth + 1
@@ -179,7 +181,9 @@ class Agent:
             elif name == "forward":
                 target = self.ports.get(str(_get(pairs, "Port")))
                 if target is None:
-                    raise SimulationError(f"forward to port {_get(pairs, 'Port')} nobody listens on")
+                    raise SimulationError(
+                        f"forward to port {_get(pairs, 'Port')} nobody listens on"
+                    )
                 deliveries.extend(self._run(target, tag, record, annotations, depth + 1))
             else:
                 raise SimulationError(f"output {name!r} is not modelled")
