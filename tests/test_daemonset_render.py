@@ -3,7 +3,6 @@ evaluated on the rendered configs (every tag to exactly one output), limits at s
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
