@@ -67,3 +67,44 @@ def validate_strict(obj: dict[str, Any], versions: tuple[str, ...] = K8S_VERSION
     """Raise if obj is not valid under Kubernetes' own schema, strict (no unknown fields)."""
     for version in versions:
         kubernetes_validate.validate(obj, version, strict=True)
+
+
+def schema_errors(obj: dict[str, Any], version: str) -> set[tuple[str, str]]:
+    """Every strict-schema error of obj for one version, as (path, message)."""
+    import re
+
+    import jsonschema
+    from kubernetes_validate.utils import Registry, Resource, all_versions, schema_contents
+
+    full = [v for v in all_versions() if v.rsplit(".", 1)[0] == version][-1]
+    api_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", obj["apiVersion"])
+    root = f"kubernetes-json-schema/v{full}-local-strict"
+    schema = schema_contents(f"{root}/{obj['kind'].lower()}-{api_version}.json", full)
+    definitions = schema_contents(f"{root}/_definitions.json", full)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    return {
+        ("/".join(str(p) for p in e.absolute_path), e.message) for e in validator.iter_errors(obj)
+    }
+
+
+def validate_as_input(original: dict[str, Any], result: dict[str, Any]) -> list[str]:
+    """Validate result for every version the original is valid for; return those versions.
+
+    Example manifests use fields newer than 1.29 (pod-level resources, recursiveReadOnly...):
+    a patched object must be valid wherever its input was. Where the input is valid for no
+    version (alpha fields), the result may carry the input's errors and no new ones.
+    """
+    versions = []
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(original, version, strict=True)
+        except kubernetes_validate.ValidationError:
+            continue
+        kubernetes_validate.validate(result, version, strict=True)
+        versions.append(version)
+    if not versions:
+        newest = K8S_VERSIONS[-1]
+        new = schema_errors(result, newest) - schema_errors(original, newest)
+        assert not new, f"injection added schema errors: {new}"
+    return versions

@@ -414,19 +414,48 @@ def test_invalid_namespace_annotation_is_named(injector: Injector) -> None:
     assert not decision.allowed and "namespace annotation logaas/group-id" in decision.message
 
 
-def test_log_path_conflict_is_denied(injector: Injector) -> None:
+def test_existing_log_volume_is_reused_and_tailed_once(injector: Injector) -> None:
+    shared = [{"name": "logs", "mountPath": "/var/log/app/"}]
     spec = {
         "containers": [
+            {"name": "app", "image": "x", "volumeMounts": shared},
+            {"name": "helper", "image": "x", "volumeMounts": shared},
             {
-                "name": "app",
+                "name": "other",
                 "image": "x",
-                "volumeMounts": [{"name": "v", "mountPath": "/var/log/app"}],
-            }
+                "volumeMounts": [{"name": "logs", "mountPath": "/var/log/app", "subPath": "o"}],
+            },
         ],
+        "volumes": [{"name": "logs", "emptyDir": {}}],
+    }
+    result = inject(injector, pod({"logaas/inject": "true"}, spec=spec))
+    containers = result["spec"]["containers"]
+    assert [c["volumeMounts"] for c in containers] == [
+        shared,
+        shared,
+        spec["containers"][2]["volumeMounts"],
+    ]
+    extra = [m for m in sidecar_of(result)["volumeMounts"] if m["name"] == "logs"]
+    assert extra == [
+        {"name": "logs", "mountPath": "/logaas/shared/app", "readOnly": True},
+        {"name": "logs", "mountPath": "/logaas/shared/other", "readOnly": True, "subPath": "o"},
+    ]
+    paths = [dict(p)["Path"] for s, p in fluentbit.parse(config_of(result)) if s == "INPUT"]
+    assert paths == ["/logaas/shared/app/*.log", "/logaas/shared/other/*.log"]
+
+
+def test_log_path_mounted_with_subpathexpr_is_denied(injector: Injector) -> None:
+    mount = {"name": "v", "mountPath": "/var/log/app", "subPathExpr": "$(POD_NAME)"}
+    spec = {
+        "containers": [{"name": "app", "image": "x", "volumeMounts": [mount]}],
         "volumes": [{"name": "v", "emptyDir": {}}],
     }
     decision = injector.decide(pod({"logaas/inject": "true"}, spec=spec), Mode.POD, "shop")
-    assert not decision.allowed and names.LOG_PATH in decision.message and "app" in decision.message
+    assert (
+        not decision.allowed
+        and names.LOG_PATH in decision.message
+        and "subPathExpr" in decision.message
+    )
 
 
 def test_reserved_volume_name_is_denied(injector: Injector) -> None:

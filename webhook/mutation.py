@@ -23,7 +23,13 @@ from webhook.annotations import (
     unknown_annotations,
 )
 from webhook.settings import Settings
-from webhook.sidecar import JSON, SidecarTemplate, app_mount
+from webhook.sidecar import (
+    JSON,
+    SidecarTemplate,
+    app_mount,
+    existing_log_mount,
+    reuse_mount,
+)
 
 
 class Mode(enum.StrEnum):
@@ -207,16 +213,14 @@ class Injector:
         for container in spec["containers"]:
             if container["name"] not in options.containers:
                 continue
-            for mount in container.get("volumeMounts") or []:
-                if (
-                    isinstance(mount, dict)
-                    and mount.get("mountPath", "").rstrip("/") == options.log_path
-                ):
-                    return (
-                        f"annotation {names.LOG_PATH}: container {container['name']} already "
-                        f"mounts {options.log_path!r}; accepted: a directory no container mounts "
-                        "(set logaas/log-path to a free path)"
-                    )
+            mount = existing_log_mount(container, options.log_path)
+            if mount is not None and (mount.get("subPathExpr") or not mount.get("name")):
+                return (
+                    f"annotation {names.LOG_PATH}: container {container['name']} mounts "
+                    f"{options.log_path!r} with subPathExpr, which the sidecar cannot follow; "
+                    "accepted: a log path the container does not mount, or one mounted "
+                    "without subPathExpr"
+                )
         return None
 
     def _http_port(self, spec: JSON) -> int:
@@ -235,8 +239,31 @@ class Injector:
     def _patch(self, meta: JSON, spec: JSON, options: Options) -> list[JSON]:
         http_port = self._http_port(spec)
         grace = spec.get("terminationGracePeriodSeconds")
+        # Containers that already mount a volume at the log path keep writing there; the
+        # sidecar reads that volume instead of adding a second mount at the same path.
+        existing: dict[str, JSON] = {}
+        shared: set[tuple[str, str]] = set()
+        duplicates: set[str] = set()
+        for c in spec["containers"]:
+            mount = (
+                existing_log_mount(c, options.log_path) if c["name"] in options.containers else None
+            )
+            if mount is None:
+                continue
+            # Several containers writing to one volume: tail it once, or records double.
+            key = (mount["name"], mount.get("subPath") or "")
+            if key in shared:
+                duplicates.add(c["name"])
+            else:
+                shared.add(key)
+                existing[c["name"]] = mount
         config = sidecar_config.render(
-            options, self.settings, http_port, grace if isinstance(grace, int) else None
+            options,
+            self.settings,
+            http_port,
+            grace if isinstance(grace, int) else None,
+            frozenset(existing),
+            frozenset(duplicates),
         )
         ops: list[JSON] = []
         new_annotations = {
@@ -256,12 +283,15 @@ class Injector:
                 for k, v in new_annotations.items()
             )
         _append(ops, spec, "volumes", self.template.volumes())
-        sidecar = self.template.container(options, http_port)
+        extra = [reuse_mount(m, name) for name, m in existing.items()]
+        sidecar = self.template.container(options, http_port, extra)
         _append(
             ops, spec, "initContainers" if self.settings.sidecar.native else "containers", [sidecar]
         )
         for index, container in enumerate(spec["containers"]):
-            if container["name"] in options.containers:
+            if container["name"] in options.containers and not (
+                container["name"] in existing or container["name"] in duplicates
+            ):
                 mount = app_mount(options, container["name"])
                 base = f"/spec/containers/{index}/volumeMounts"
                 if container.get("volumeMounts"):

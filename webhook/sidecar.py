@@ -8,7 +8,7 @@ from typing import Any
 from webhook import names
 from webhook.annotations import Options
 from webhook.settings import Settings, quantity
-from webhook.sidecar_config import CONFIG_MOUNT, CONFIG_PATH, LOGS_MOUNT, STATE_MOUNT
+from webhook.sidecar_config import CONFIG_MOUNT, CONFIG_PATH, LOGS_MOUNT, STATE_MOUNT, log_dir
 
 HTTP_PORT_NAME = "logaas-http"
 
@@ -80,7 +80,9 @@ class SidecarTemplate:
     def volumes(self) -> list[JSON]:
         return copy.deepcopy(self._volumes)
 
-    def container(self, options: Options, http_port: int) -> JSON:
+    def container(
+        self, options: Options, http_port: int, extra_mounts: list[JSON] | None = None
+    ) -> JSON:
         side = self.settings.sidecar
         # Requests never exceed the (possibly annotated) limits: ResourceQuota-safe and valid.
         cpu_request = (
@@ -115,7 +117,7 @@ class SidecarTemplate:
                 "timeoutSeconds": 3,
                 "failureThreshold": 6,
             },
-            "volumeMounts": copy.deepcopy(self._mounts),
+            "volumeMounts": [*copy.deepcopy(self._mounts), *(extra_mounts or [])],
             "securityContext": copy.deepcopy(self._security),
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
@@ -127,3 +129,19 @@ class SidecarTemplate:
 def app_mount(options: Options, container: str) -> JSON:
     """Each app container writes into its own subdirectory, so records name their container."""
     return {"name": names.LOGS_VOLUME, "mountPath": options.log_path, "subPath": container}
+
+
+def existing_log_mount(container: JSON, log_path: str) -> JSON | None:
+    """The container's own mount at the log path, if it already has one."""
+    for mount in container.get("volumeMounts") or []:
+        if isinstance(mount, dict) and str(mount.get("mountPath", "")).rstrip("/") == log_path:
+            return mount
+    return None
+
+
+def reuse_mount(mount: JSON, container: str) -> JSON:
+    """The sidecar's read-only view of a log volume the app container already mounts."""
+    view: JSON = {"name": mount["name"], "mountPath": log_dir(container, True), "readOnly": True}
+    if mount.get("subPath"):
+        view["subPath"] = mount["subPath"]
+    return view

@@ -10,6 +10,9 @@ from webhook.fluentbit import Section
 from webhook.settings import Settings
 
 LOGS_MOUNT = "/logaas/logs"
+# An app container that already mounts a volume at its log path keeps it; the sidecar mounts
+# that volume here (beside, not inside, the read-only LOGS_MOUNT).
+SHARED_MOUNT = "/logaas/shared"
 STATE_MOUNT = "/logaas/state"
 CONFIG_MOUNT = "/logaas/config"
 CONFIG_PATH = f"{CONFIG_MOUNT}/{names.CONFIG_FILE}"
@@ -24,8 +27,18 @@ def grace_seconds(termination_grace: int | None) -> int:
     return max(1, min(10, period - 5))
 
 
+def log_dir(container: str, reused: bool) -> str:
+    """Where the sidecar sees one app container's log directory."""
+    return f"{SHARED_MOUNT if reused else LOGS_MOUNT}/{container}"
+
+
 def render(
-    options: Options, settings: Settings, http_port: int, termination_grace: int | None
+    options: Options,
+    settings: Settings,
+    http_port: int,
+    termination_grace: int | None,
+    reused: frozenset[str] = frozenset(),
+    skipped: frozenset[str] = frozenset(),
 ) -> str:
     service: list[tuple[str, str]] = [
         ("Flush", str(settings.sidecar.flush_seconds)),
@@ -46,11 +59,13 @@ def render(
     sections: list[Section] = [("SERVICE", service)]
 
     for container in options.containers:
+        if container in skipped:
+            continue
         tail = [
             ("Name", "tail"),
             ("Alias", f"tail-{container}"),
             ("Tag", f"{TAG_PREFIX}{container}"),
-            ("Path", f"{LOGS_MOUNT}/{container}/{options.log_files}"),
+            ("Path", f"{log_dir(container, container in reused)}/{options.log_files}"),
             ("DB", f"{STATE_MOUNT}/tail-{container}.db"),
             ("DB.locking", "true"),
             ("Read_from_Head", "true"),
