@@ -36,3 +36,11 @@ unit: $(STAMP) tools
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
+
+## bench: webhook vs bare ASGI baseline on 2 cores (table + bench/results/*.json, < 5 min)
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+## bench-smoke: every benchmark phase in ~15 s (results in bench/results/smoke-*.json)
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/run.py --smoke
