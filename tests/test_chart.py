@@ -701,6 +701,8 @@ def test_daemonset_companion() -> None:
         NAMESPACE,
         "--config",
         "/etc/logaas-webhook/config.yaml",
+        "--prefix",
+        FULLNAME,
     ]
     assert _container(deploy)["command"] == ["logaas-webhook"]
     spec = deploy["spec"]["template"]["spec"]
