@@ -12,6 +12,7 @@ import datetime as dt
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -522,3 +523,94 @@ def test_plan_promotes_a_published_ca_only_after_the_grace_period() -> None:
     assert promoted is not None and "signs from now on" in why
     assert promoted.ca_key == staged.next_ca_key and promoted.next_ca_key is None
     assert issuer_of(promoted.cert) == new_ca.subject.rfc4514_string()
+
+
+# --- end to end: the chart's args, `serve`, AutoTLS and the chart's `helm test` script ---------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# The test pod resolves <service>.<namespace>.svc through cluster DNS; here it is this machine.
+_DNS_SHIM = f"""
+import socket
+_getaddrinfo = socket.getaddrinfo
+def _resolve(host, *args, **kwargs):
+    return _getaddrinfo("127.0.0.1" if host == {HOST!r} else host, *args, **kwargs)
+socket.getaddrinfo = _resolve
+"""
+
+
+@pytest.mark.slow
+def test_chart_deployment_and_helm_test_against_the_real_server(
+    kube: FakeKube, tmp_path: Path
+) -> None:
+    port = _free_port()
+    proc = subprocess.run(
+        [helm(), "template", "logaas-webhook", str(CHART), "-n", NAMESPACE,
+         *[a for item in (*REQUIRED, f"service.port={port}") for a in ("--set", item)]],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    test_pod = next(d for d in docs if d["kind"] == "Pod")
+    (tmp_path / "config.yaml").write_text(config_map["data"]["config.yaml"])
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
+                "users": [{"name": "fake", "user": {"token": "t"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    # The chart's arguments, with this machine's address and paths for the pod's.
+    local = {
+        "--host": "127.0.0.1",
+        "--port": str(port),
+        "--cert-dir": str(tmp_path / "certs"),
+        "--config": str(tmp_path / "config.yaml"),
+    }
+    args = list(container["args"])
+    for flag, value in local.items():
+        args[args.index(flag) + 1] = value
+    command = [str(Path(sys.executable).parent / "logaas-webhook")]
+    env = {"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin", "POD_NAMESPACE": NAMESPACE}
+    server = subprocess.Popen(
+        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        script = test_pod["spec"]["containers"][0]["args"][1]
+        script = script.replace("/ca/ca.crt", str(tmp_path / "certs" / "ca.crt"))
+        assert test_pod["spec"]["containers"][0]["command"] == ["python3"]
+        assert kube.wait_for(lambda: (tmp_path / "certs" / "ca.crt").is_file(), timeout=30)
+        result = subprocess.run(
+            [sys.executable, "-c", _DNS_SHIM + script],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "ok: /mutate injects an annotated pod" in result.stdout
+        assert "ok: /mutate/namespace leaves an opted-out pod alone" in result.stdout
+        # The server got its certificate from the Secret it created, published the caBundle
+        # on both entries of the chart's webhook config, and serves with that CA.
+        state = secret_state(kube)
+        assert (tmp_path / "certs" / "ca.crt").read_bytes() == state.ca_bundle
+        assert published_bundles(kube) == [state.ca_bundle] * 2
+    finally:
+        server.terminate()
+        try:
+            output, _ = server.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            output, _ = server.communicate()
+    assert "Traceback" not in output, output
