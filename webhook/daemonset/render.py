@@ -208,8 +208,23 @@ def daemon_set(settings: Settings, plan: Plan, checksum: str) -> JSON:
     }
 
 
+# Kubernetes refuses a ConfigMap whose data exceeds 1 MiB.
+CONFIGMAP_LIMIT = 1024 * 1024
+
+
+class TooLarge(ValueError):
+    pass
+
+
 def objects_for_plan(settings: Settings, plan: Plan) -> list[JSON]:
     data = agentconf.render_configs(settings, plan)
+    size = sum(len(k) + len(v.encode()) for k, v in data.items())
+    if size > CONFIGMAP_LIMIT:
+        raise TooLarge(
+            f"the agent config for {len(plan.outputs)} log-group routes is {size} bytes, over "
+            f"the {CONFIGMAP_LIMIT}-byte ConfigMap limit: give namespaces that share a group the "
+            "same logaas/group-id, project and labels so they share an output"
+        )
     return [
         service_account(plan),
         cluster_role(plan),
@@ -243,13 +258,17 @@ def namespaces_from_documents(docs: Iterable[Any]) -> list[NamespaceInfo]:
     return out
 
 
-class _Dumper(yaml.SafeDumper):
+_Base: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available
+
+
+class _Dumper(_Base):  # type: ignore[misc]
     pass
 
 
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _str(dumper: Any, value: str) -> yaml.ScalarNode:
     style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    node: yaml.ScalarNode = dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+    return node
 
 
 _Dumper.add_representer(str, _str)
