@@ -76,12 +76,16 @@ def _args(sets: tuple[str, ...], json_sets: tuple[str, ...]) -> list[str]:
 
 
 def run_template(
-    *sets: str, json_sets: tuple[str, ...] = (), release: str = RELEASE, required: bool = True
+    *sets: str,
+    json_sets: tuple[str, ...] = (),
+    release: str = RELEASE,
+    required: bool = True,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     base = REQUIRED if required else ()
     return subprocess.run(
         [helm(), "template", release, str(CHART), "-n", NAMESPACE,
-         *_args((*base, *sets), json_sets)],
+         *_args((*base, *sets), json_sets), *extra],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
@@ -828,6 +832,17 @@ def test_chart_checks_fail_with_a_clear_message(sets: tuple[str, ...], message: 
     proc = run_template(*sets, required=False)
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr
+
+
+def test_native_sidecars_need_kubernetes_1_29() -> None:
+    old = ("--kube-version", "1.28.3")
+    proc = run_template(extra=old)
+    assert proc.returncode != 0
+    assert "sidecar.native=true needs Kubernetes 1.29" in proc.stderr
+    assert "set sidecar.native=false" in proc.stderr
+    proc = run_template("sidecar.native=false", extra=old)
+    assert proc.returncode == 0, proc.stderr
+    assert run_template(extra=("--kube-version", "1.29.0")).returncode == 0
 
 
 # --- values.yaml and values.schema.json themselves ----------------------------------------------

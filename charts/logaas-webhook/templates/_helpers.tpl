@@ -126,6 +126,9 @@ app.kubernetes.io/component: daemonset-companion
 {{- end }}
 {{- end }}
 {{- $_ = include "logaas-webhook.caBundle" . }}
+{{- if and .Values.sidecar.native (semverCompare "<1.29.0-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "sidecar.native=true needs Kubernetes 1.29 or later (native sidecars) and this cluster is %s: set sidecar.native=false" .Capabilities.KubeVersion.Version) }}
+{{- end }}
 {{- if and .Values.credentials.existingSecret (or .Values.credentials.clientId .Values.credentials.clientSecret) }}
 {{- fail "credentials: credentials.existingSecret and credentials.clientId/clientSecret are mutually exclusive" }}
 {{- end }}
