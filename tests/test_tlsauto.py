@@ -545,6 +545,43 @@ socket.getaddrinfo = _resolve
 """
 
 
+def rbac_allows(
+    docs: list[dict[str, Any]], account: str, method: str, path: str, query: dict[str, str]
+) -> bool:
+    """Kubernetes RBAC evaluation of one request against the rendered Roles and ClusterRoles."""
+    parts = [p for p in path.split("/") if p]
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    namespace = ""
+    if rest[0] == "namespaces" and len(rest) > 2:
+        namespace, rest = rest[1], rest[2:]
+    resource, name = rest[0], (rest[1] if len(rest) > 1 else "")
+    verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+    if verb is None:
+        verb = "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list")
+    bound: list[dict[str, Any]] = []
+    for binding in docs:
+        if binding["kind"] not in {"RoleBinding", "ClusterRoleBinding"}:
+            continue
+        if not any(s["name"] == account for s in binding["subjects"]):
+            continue
+        if binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] != namespace:
+            continue
+        ref = binding["roleRef"]
+        bound += [
+            d for d in docs if d["kind"] == ref["kind"] and d["metadata"]["name"] == ref["name"]
+        ]
+    for role in bound:
+        for rule in role["rules"]:
+            if (
+                group in rule["apiGroups"]
+                and resource in rule["resources"]
+                and verb in rule["verbs"]
+                and ("resourceNames" not in rule or name in rule["resourceNames"])
+            ):
+                return True
+    return False
+
+
 @pytest.mark.slow
 def test_chart_deployment_and_helm_test_against_the_real_server(
     kube: FakeKube, tmp_path: Path
@@ -606,6 +643,27 @@ def test_chart_deployment_and_helm_test_against_the_real_server(
         state = secret_state(kube)
         assert (tmp_path / "certs" / "ca.crt").read_bytes() == state.ca_bundle
         assert published_bundles(kube) == [state.ca_bundle] * 2
+        # Every API call the server made is allowed by the chart's RBAC for its ServiceAccount.
+        account = deploy["spec"]["template"]["spec"]["serviceAccountName"]
+        calls = list(kube.requests)
+        assert {c.method for c in calls} >= {"GET", "POST", "PATCH"}
+        for call in calls:
+            assert rbac_allows(docs, account, call.method, call.path, call.query), call
+        assert {(c.method, c.path.rsplit("/", 1)[-1]) for c in calls} >= {
+            ("GET", "namespaces"),  # the namespace-defaults cache (--namespace-watch)
+            ("POST", "secrets"),
+            ("PATCH", CONFIG),
+        }
+        # ... and nothing more: other Secrets and other webhook configs are out of reach.
+        for method, other in (
+            ("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/logaas-credentials"),
+            ("PUT", f"/api/v1/namespaces/{NAMESPACE}/secrets/logaas-credentials"),
+            ("GET", "/api/v1/secrets"),
+            ("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets"),
+            ("PATCH", f"/apis/{MWC_API}/{MWC}/someone-elses"),
+            ("PATCH", "/api/v1/namespaces/shop"),
+        ):
+            assert not rbac_allows(docs, account, method, other, {}), (method, other)
     finally:
         server.terminate()
         try:
