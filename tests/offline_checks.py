@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 import yaml
+from kubernetes_validate.utils import Registry, Resource, all_versions, schema_contents
 
 from tests.kube import K8S_VERSIONS, validate_strict
 from tests.test_engine import assert_contract
@@ -46,8 +50,17 @@ def is_injected(template: dict[str, Any]) -> bool:
     return annotations.get(names.STATUS) == names.STATUS_INJECTED
 
 
-def check_injected(template: dict[str, Any], before: dict[str, Any], native: bool = True) -> None:
-    """The engine tests' contract, plus: the user's containers are untouched but for the mount."""
+def check_injected(
+    template: dict[str, Any],
+    before: dict[str, Any],
+    native: bool = True,
+    log_path: str = "/var/log/app",
+) -> None:
+    """The engine tests' contract, plus: the user's containers are untouched but for the mount.
+
+    A container that already mounts a volume at the log path keeps it and gets no second mount
+    (the sidecar reads that volume instead).
+    """
     pod = pod_of(template)
     assert_contract(pod, native)
     old_containers = before["spec"]["containers"]
@@ -60,7 +73,10 @@ def check_injected(template: dict[str, Any], before: dict[str, Any], native: boo
             k: v for k, v in old.items() if k != "volumeMounts"
         }
         added = new.get("volumeMounts", [])[len(old.get("volumeMounts") or []) :]
-        assert [m["name"] for m in added] == [names.LOGS_VOLUME]
+        has_own = any(
+            m.get("mountPath", "").rstrip("/") == log_path for m in old.get("volumeMounts") or []
+        )
+        assert [m["name"] for m in added] == ([] if has_own else [names.LOGS_VOLUME])
     old_init = before["spec"].get("initContainers") or []
     assert template["spec"].get("initContainers", [])[: len(old_init)] == old_init
     old_volumes = before["spec"].get("volumes") or []
@@ -97,3 +113,30 @@ def validate(doc: dict[str, Any], versions: tuple[str, ...] = K8S_VERSIONS) -> N
 
 
 WORKLOAD_KINDS = tuple(TEMPLATE_PATHS)
+
+
+@functools.cache
+def _validator(kind: str, api_version: str, version: str) -> jsonschema.Validator | None:
+    """kubernetes-validate's strict schema for one kind, built once (its validate() re-reads
+    the multi-megabyte definitions file on every call)."""
+    full = [v for v in all_versions() if v.rsplit(".", 1)[0] == version][-1]
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    root = f"kubernetes-json-schema/v{full}-local-strict"
+    try:
+        schema = schema_contents(f"{root}/{kind.lower()}-{group_version}.json", full)
+    except FileNotFoundError:
+        return None
+    definitions = schema_contents(f"{root}/_definitions.json", full)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    validator: jsonschema.Validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    return validator
+
+
+def schema_errors(obj: dict[str, Any], version: str) -> set[tuple[str, str]] | None:
+    """Every strict-schema error of obj as (path, message); None when no schema has the kind."""
+    validator = _validator(str(obj.get("kind")), str(obj.get("apiVersion")), version)
+    if validator is None:
+        return None
+    return {
+        ("/".join(str(p) for p in e.absolute_path), e.message) for e in validator.iter_errors(obj)
+    }
