@@ -183,7 +183,8 @@ def plan(
     """The state the Secret should move to (None: keep it) and why.
 
     published: DER of the CA certificates every webhook entry's caBundle already holds (None
-    when unknown); a staged CA only starts signing once it is published.
+    when unknown); a staged CA only starts signing once it is published and promote_after has
+    passed, or, failing that, when the old CA has less than half its renewal window left.
     """
     if state is None:
         return fresh_state(policy, now), "no usable certificate yet: new CA and certificate"
@@ -337,7 +338,7 @@ class AutoTLS:
         clock: Callable[[], dt.datetime] = _utcnow,
         interval: float = 60.0,
         max_backoff: float = 300.0,
-        startup_timeout: float = 120.0,
+        startup_timeout: float = 90.0,
         request_timeout: float = 15.0,
         ca_validity: dt.timedelta = certs.CA_VALIDITY,
         serving_validity: dt.timedelta = certs.SERVING_VALIDITY,
@@ -575,8 +576,8 @@ class AutoTLS:
         return thread
 
     def _run(self, stop: threading.Event) -> None:
-        failures = 0
-        delay = self._next_delay(0)
+        failures = 0 if self.ca_bundle_synced else 1  # a caBundle left to patch: retry soon
+        delay = self._next_delay(failures)
         while not stop.wait(delay):
             try:
                 synced = self.sync()
