@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -705,8 +706,6 @@ def test_daemonset_companion() -> None:
         NAMESPACE,
         "--config",
         "/etc/logaas-webhook/config.yaml",
-        "--prefix",
-        FULLNAME,
     ]
     assert _container(deploy)["command"] == ["logaas-webhook"]
     spec = deploy["spec"]["template"]["spec"]
@@ -717,7 +716,7 @@ def test_daemonset_companion() -> None:
         {
             "apiGroups": ["rbac.authorization.k8s.io"],
             "resources": ["clusterroles", "clusterrolebindings"],
-            "resourceNames": [f"{FULLNAME}-agent"],
+            "resourceNames": ["logaas-agent"],
             "verbs": ["get", "patch", "delete"],
         },
         {
@@ -751,6 +750,137 @@ def test_daemonset_companion() -> None:
             "verbs": ["get", "create", "update"],
         },
     ]
+
+
+def rbac_allows(
+    docs: list[dict[str, Any]],
+    account: str,
+    method: str,
+    path: str,
+    query: dict[str, str],
+    verb: str | None = None,
+) -> bool:
+    """Kubernetes RBAC evaluation of one request against the rendered Roles and ClusterRoles."""
+    parts = [p for p in path.split("/") if p]
+    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
+    namespace = ""
+    if rest[0] == "namespaces" and len(rest) > 2:
+        namespace, rest = rest[1], rest[2:]
+    resource, name = rest[0], (rest[1] if len(rest) > 1 else "")
+    verb = verb or {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method
+    )
+    if verb is None:
+        verb = "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list")
+    bound: list[dict[str, Any]] = []
+    for binding in docs:
+        if binding["kind"] not in {"RoleBinding", "ClusterRoleBinding"}:
+            continue
+        if not any(s["name"] == account for s in binding["subjects"]):
+            continue
+        if binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] != namespace:
+            continue
+        ref = binding["roleRef"]
+        bound += [
+            d for d in docs if d["kind"] == ref["kind"] and d["metadata"]["name"] == ref["name"]
+        ]
+    for role in bound:
+        for rule in role["rules"]:
+            if (
+                group in rule["apiGroups"]
+                and resource in rule["resources"]
+                and verb in rule["verbs"]
+                and ("resourceNames" not in rule or name in rule["resourceNames"])
+            ):
+                return True
+    return False
+
+
+def _kubeconfig(path: Path, url: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": url}}],
+                "users": [{"name": "fake", "user": {"token": "t"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_companion_runs_within_the_charts_rbac(tmp_path: Path) -> None:
+    """`daemonset reconcile` with the chart's arguments, against a fake API: every call it
+    makes is allowed by the companion's Role and ClusterRole, and the agent's RBAC it creates
+    grants nothing the companion does not hold (Kubernetes would refuse it without escalate)."""
+    from tests.fakekube import FakeKube
+
+    docs = render(*CASES["daemonset-on"])
+    deploy = one(docs, "Deployment", f"{FULLNAME}-daemonset")
+    container = _container(deploy)
+    config = one(docs, "ConfigMap", FULLNAME)["data"]["config.yaml"]
+    (tmp_path / "config.yaml").write_text(config)
+    args = [a for a in _args_of(deploy) if a != "--watch"]  # one pass instead of forever
+    args[args.index("--config") + 1] = str(tmp_path / "config.yaml")
+    account = deploy["spec"]["template"]["spec"]["serviceAccountName"]
+    with FakeKube() as kube:
+        for name, labels, annotations in (
+            (NAMESPACE, {}, {}),
+            ("shop", {names.INJECT: "enabled"}, {}),
+            ("batch", {}, {names.CREDENTIALS: names.CREDENTIALS_SYNC}),
+            ("plain", {}, {}),
+        ):
+            meta = {"name": name, "labels": {names.NAMESPACE_NAME_LABEL: name, **labels}}
+            kube.put({"apiVersion": "v1", "kind": "Namespace",
+                      "metadata": {**meta, "annotations": annotations}})  # fmt: skip
+        kube.put(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "logaas-credentials", "namespace": NAMESPACE},
+                "data": {"client-id": "aWQ=", "client-secret": "c2VjcmV0"},
+            }
+        )
+        proc = subprocess.run(
+            [*container["command"], *args, "--kubeconfig",
+             str(_kubeconfig(tmp_path / "kubeconfig", kube.url))],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        calls = list(kube.requests)
+        agent_roles = kube.list("rbac.authorization.k8s.io/v1", "clusterroles")
+        copies = {s["metadata"]["namespace"] for s in kube.list("v1", "secrets")}
+        daemonsets = kube.list("apps/v1", "daemonsets", NAMESPACE)
+    assert daemonsets, "the companion installed no agent DaemonSet"
+    assert copies >= {NAMESPACE, "shop", "batch"} and "plain" not in copies
+    denied = [
+        (c.method, c.path)
+        for c in calls
+        if not rbac_allows(docs, account, c.method, c.path, c.query)
+        # A server-side apply that creates the object is authorized for create as well.
+        or (
+            c.content_type.startswith("application/apply-patch")
+            and not rbac_allows(docs, account, c.method, c.path, c.query, verb="create")
+        )
+    ]
+    assert not denied, f"calls the chart's RBAC refuses: {denied}"
+    own = _companion_rules(docs, "ClusterRole")
+    for role in agent_roles:
+        for rule in role["rules"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    assert any(
+                        set(rule["apiGroups"]) <= set(r["apiGroups"])
+                        and resource in r["resources"]
+                        and verb in r["verbs"]
+                        and "resourceNames" not in r
+                        for r in own
+                    ), (role["metadata"]["name"], resource, verb)
 
 
 def test_daemonset_companion_without_credential_sync_and_with_leader_election() -> None:

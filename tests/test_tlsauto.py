@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.fakekube import FakeKube
-from tests.test_chart import CHART, REQUIRED, helm
+from tests.test_chart import CHART, REQUIRED, helm, rbac_allows
 from webhook import certs
 from webhook.tlsauto import AutoTLS, Policy, TLSAutoError, TLSState, plan
 
@@ -543,43 +543,6 @@ def _resolve(host, *args, **kwargs):
     return _getaddrinfo("127.0.0.1" if host == {HOST!r} else host, *args, **kwargs)
 socket.getaddrinfo = _resolve
 """
-
-
-def rbac_allows(
-    docs: list[dict[str, Any]], account: str, method: str, path: str, query: dict[str, str]
-) -> bool:
-    """Kubernetes RBAC evaluation of one request against the rendered Roles and ClusterRoles."""
-    parts = [p for p in path.split("/") if p]
-    group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
-    namespace = ""
-    if rest[0] == "namespaces" and len(rest) > 2:
-        namespace, rest = rest[1], rest[2:]
-    resource, name = rest[0], (rest[1] if len(rest) > 1 else "")
-    verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
-    if verb is None:
-        verb = "get" if name else ("watch" if query.get("watch") in ("true", "1") else "list")
-    bound: list[dict[str, Any]] = []
-    for binding in docs:
-        if binding["kind"] not in {"RoleBinding", "ClusterRoleBinding"}:
-            continue
-        if not any(s["name"] == account for s in binding["subjects"]):
-            continue
-        if binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] != namespace:
-            continue
-        ref = binding["roleRef"]
-        bound += [
-            d for d in docs if d["kind"] == ref["kind"] and d["metadata"]["name"] == ref["name"]
-        ]
-    for role in bound:
-        for rule in role["rules"]:
-            if (
-                group in rule["apiGroups"]
-                and resource in rule["resources"]
-                and verb in rule["verbs"]
-                and ("resourceNames" not in rule or name in rule["resourceNames"])
-            ):
-                return True
-    return False
 
 
 @pytest.mark.slow

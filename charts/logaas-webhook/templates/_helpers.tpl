@@ -77,8 +77,13 @@ app.kubernetes.io/component: daemonset-companion
 {{- printf "%s-daemonset" (include "logaas-webhook.fullname" .) }}
 {{- end }}
 
+{{/*
+The name `logaas-webhook daemonset` gives the agent's ServiceAccount, ClusterRole(Binding),
+ConfigMap and DaemonSet (webhook/daemonset: <prefix>-agent with prefix "logaas"); the
+companion's RBAC is limited to it. tests/test_chart.py runs the companion against this RBAC.
+*/}}
 {{- define "logaas-webhook.agentName" -}}
-{{- printf "%s-agent" (include "logaas-webhook.fullname" .) }}
+logaas-agent
 {{- end }}
 
 {{/* The credentials Secret name: the existing one, or the one the chart creates. */}}
