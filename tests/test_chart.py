@@ -656,7 +656,7 @@ def test_rbac_has_no_wildcards_and_bindings_resolve(case: str) -> None:
             assert "*" not in rule.get(field, []), rule
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
         if "resourceNames" in rule:
-            assert "create" not in rule["verbs"] and "list" not in rule["verbs"]
+            assert "create" not in rule["verbs"]
     accounts = {d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"}
     for binding in (d for d in docs if d["kind"] in {"RoleBinding", "ClusterRoleBinding"}):
         role_kind = "Role" if binding["kind"] == "RoleBinding" else "ClusterRole"
@@ -743,7 +743,12 @@ def test_daemonset_companion() -> None:
             "resources": ["daemonsets"],
             "verbs": ["get", "create", "patch", "delete"],
         },
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["logaas-credentials"],
+            "verbs": ["get", "list", "watch"],
+        },
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
@@ -767,6 +772,10 @@ def rbac_allows(
     if rest[0] == "namespaces" and len(rest) > 2:
         namespace, rest = rest[1], rest[2:]
     resource, name = rest[0], (rest[1] if len(rest) > 1 else "")
+    if not name:  # list and watch are limited by name only through a metadata.name selector
+        selector = query.get("fieldSelector", "")
+        if selector.startswith("metadata.name=") and "," not in selector:
+            name = selector.removeprefix("metadata.name=")
     verb = verb or {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
         method
     )
@@ -813,18 +822,24 @@ def _kubeconfig(path: Path, url: str) -> Path:
 
 
 @pytest.mark.slow
-def test_companion_runs_within_the_charts_rbac(tmp_path: Path) -> None:
+@pytest.mark.parametrize("watch", [False, True], ids=["once", "watch-leader-elect"])
+def test_companion_runs_within_the_charts_rbac(tmp_path: Path, watch: bool) -> None:
     """`daemonset reconcile` with the chart's arguments, against a fake API: every call it
     makes is allowed by the companion's Role and ClusterRole, and the agent's RBAC it creates
-    grants nothing the companion does not hold (Kubernetes would refuse it without escalate)."""
+    grants nothing the companion does not hold (Kubernetes would refuse it without escalate).
+    Once: a single pass. Watch: the chart's exact arguments with two replicas (leader election),
+    stopped once the agent and the credential copies exist."""
     from tests.fakekube import FakeKube
 
-    docs = render(*CASES["daemonset-on"])
+    docs = render("daemonset.enabled=true", "daemonset.replicas=2")
     deploy = one(docs, "Deployment", f"{FULLNAME}-daemonset")
     container = _container(deploy)
     config = one(docs, "ConfigMap", FULLNAME)["data"]["config.yaml"]
     (tmp_path / "config.yaml").write_text(config)
-    args = [a for a in _args_of(deploy) if a != "--watch"]  # one pass instead of forever
+    args = list(_args_of(deploy))
+    assert "--watch" in args and "--leader-elect" in args
+    if not watch:
+        args = [a for a in args if a not in ("--watch", "--leader-elect")]
     args[args.index("--config") + 1] = str(tmp_path / "config.yaml")
     account = deploy["spec"]["template"]["spec"]["serviceAccountName"]
     with FakeKube() as kube:
@@ -845,13 +860,35 @@ def test_companion_runs_within_the_charts_rbac(tmp_path: Path) -> None:
                 "data": {"client-id": "aWQ=", "client-secret": "c2VjcmV0"},
             }
         )
-        proc = subprocess.run(
-            [*container["command"], *args, "--kubeconfig",
-             str(_kubeconfig(tmp_path / "kubeconfig", kube.url))],
-            capture_output=True, text=True, timeout=120, check=False,
-            env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"},
-        )  # fmt: skip
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        command = [*container["command"], *args, "--kubeconfig",
+                   str(_kubeconfig(tmp_path / "kubeconfig", kube.url))]  # fmt: skip
+        env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "POD_NAME": "c-0"}
+        if watch:
+            companion = subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            try:
+                done = kube.wait_for(
+                    lambda: (
+                        bool(kube.list("apps/v1", "daemonsets", NAMESPACE))
+                        and kube.get("v1", "secrets", "batch", "logaas-credentials") is not None
+                    ),
+                    timeout=30,
+                )
+            finally:
+                companion.terminate()
+                try:
+                    output, _ = companion.communicate(timeout=15)
+                except subprocess.TimeoutExpired:
+                    companion.kill()
+                    output, _ = companion.communicate()
+            assert done, output
+            assert kube.requests_for("GET", "/leases/") or kube.requests_for("POST", "/leases")
+        else:
+            proc = subprocess.run(
+                command, capture_output=True, text=True, timeout=120, check=False, env=env
+            )
+            assert proc.returncode == 0, proc.stdout + proc.stderr
         calls = list(kube.requests)
         agent_roles = kube.list("rbac.authorization.k8s.io/v1", "clusterroles")
         copies = {s["metadata"]["namespace"] for s in kube.list("v1", "secrets")}
