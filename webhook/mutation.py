@@ -128,6 +128,9 @@ def _well_formed(pod: Any) -> bool:
     return all(spec.get(k) is None or isinstance(spec[k], list) for k in ("volumes",))
 
 
+CONFIG_CACHE_SIZE = 1024
+
+
 class Injector:
     """Decides and patches; construct once per Settings (static sidecar parts precomputed)."""
 
@@ -135,6 +138,9 @@ class Injector:
         self.settings = settings
         self.template = SidecarTemplate(settings)
         self.never = settings.never_injected
+        # Rendered Fluent Bit configs by their inputs: pods of one workload share one, and
+        # rendering is most of a review's engine time.
+        self._configs: dict[tuple[Any, ...], str] = {}
 
     def decide(
         self,
@@ -236,6 +242,26 @@ class Injector:
             port += 1
         return port
 
+    def _config(
+        self,
+        options: Options,
+        http_port: int,
+        grace: int | None,
+        reused: frozenset[str],
+        skipped: frozenset[str],
+    ) -> str:
+        # repr covers every field of the frozen Options, labels in their (rendered) order.
+        key = (repr(options), http_port, grace, reused, skipped)
+        config = self._configs.get(key)
+        if config is None:
+            config = sidecar_config.render(
+                options, self.settings, http_port, grace, reused, skipped
+            )
+            if len(self._configs) >= CONFIG_CACHE_SIZE:
+                self._configs.clear()
+            self._configs[key] = config
+        return config
+
     def _patch(self, meta: JSON, spec: JSON, options: Options) -> list[JSON]:
         http_port = self._http_port(spec)
         grace = spec.get("terminationGracePeriodSeconds")
@@ -257,9 +283,8 @@ class Injector:
             else:
                 shared.add(key)
                 existing[c["name"]] = mount
-        config = sidecar_config.render(
+        config = self._config(
             options,
-            self.settings,
             http_port,
             grace if isinstance(grace, int) else None,
             frozenset(existing),

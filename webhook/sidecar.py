@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import copy
+from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from webhook import names
 from webhook.annotations import Options
@@ -11,6 +13,15 @@ from webhook.settings import Settings, quantity
 from webhook.sidecar_config import CONFIG_MOUNT, CONFIG_PATH, LOGS_MOUNT, STATE_MOUNT, log_dir
 
 HTTP_PORT_NAME = "logaas-http"
+
+# Annotated limits repeat across a workload's pods; parsing a quantity is regex + Decimal.
+_quantity = lru_cache(maxsize=256)(quantity)
+
+
+def _clone(value: Any) -> Any:
+    """A fresh copy of a JSON tree: an orjson round trip is ~20x faster than copy.deepcopy."""
+    return orjson.loads(orjson.dumps(value))
+
 
 JSON = dict[str, Any]
 
@@ -78,7 +89,7 @@ class SidecarTemplate:
         self._memory_request = quantity(side.memory_request)
 
     def volumes(self) -> list[JSON]:
-        return copy.deepcopy(self._volumes)
+        return _clone(self._volumes)  # type: ignore[no-any-return]
 
     def container(
         self, options: Options, http_port: int, extra_mounts: list[JSON] | None = None
@@ -87,12 +98,12 @@ class SidecarTemplate:
         # Requests never exceed the (possibly annotated) limits: ResourceQuota-safe and valid.
         cpu_request = (
             side.cpu_request
-            if self._cpu_request <= quantity(options.cpu_limit)
+            if self._cpu_request <= _quantity(options.cpu_limit)
             else options.cpu_limit
         )
         memory_request = (
             side.memory_request
-            if self._memory_request <= quantity(options.memory_limit)
+            if self._memory_request <= _quantity(options.memory_limit)
             else options.memory_limit
         )
         probe_port: JSON = {"path": "/", "port": HTTP_PORT_NAME}
@@ -102,7 +113,7 @@ class SidecarTemplate:
             "imagePullPolicy": side.pull_policy,
             # The image's ENTRYPOINT loads logaas.so; only the config path changes.
             "args": ["-c", CONFIG_PATH],
-            "env": copy.deepcopy(self._env),
+            "env": _clone(self._env),
             "ports": [{"name": HTTP_PORT_NAME, "containerPort": http_port, "protocol": "TCP"}],
             "resources": {
                 "requests": {"cpu": cpu_request, "memory": memory_request},
@@ -117,8 +128,8 @@ class SidecarTemplate:
                 "timeoutSeconds": 3,
                 "failureThreshold": 6,
             },
-            "volumeMounts": [*copy.deepcopy(self._mounts), *(extra_mounts or [])],
-            "securityContext": copy.deepcopy(self._security),
+            "volumeMounts": [*_clone(self._mounts), *(extra_mounts or [])],
+            "securityContext": _clone(self._security),
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
         if side.native:
