@@ -62,6 +62,21 @@ class BadReview(ValueError):
     """Not a well-formed AdmissionReview v1: answered with HTTP 400."""
 
 
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The fields of an admission request that the webhook reads."""
+
+    uid: str
+    operation: str
+    group: str
+    resource: str
+    sub_resource: str | None
+    name: str | None
+    namespace: str | None
+    object: dict[str, Any] | None
+    dry_run: bool | None
+
+
 @dataclass(frozen=True)
 class Result:
     """What happened to one review, for the response, the log line and the metrics."""
@@ -92,12 +107,93 @@ def parse(body: bytes) -> AdmissionReview:
         ) from None
 
 
-def is_pod_create(request: AdmissionRequest) -> bool:
+def _str_or_absent(obj: dict[str, Any], key: str) -> bool:
+    return key not in obj or type(obj[key]) is str
+
+
+def _fast_request(body: bytes) -> Request | None:
+    """orjson and exact type checks for the common case (~3x faster than the model).
+
+    Accepts only what AdmissionReview accepts with every field of its exact JSON type;
+    anything else (invalid JSON, a missing or mistyped field, a value pydantic would coerce
+    or explain) returns None and goes through the model, so answers stay the model's.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if (
+        type(doc) is not dict
+        or doc.get("apiVersion") != API_VERSION
+        or doc.get("kind") != "AdmissionReview"
+    ):
+        return None
+    req = doc.get("request")
+    if type(req) is not dict:
+        return None
+    uid, kind, res, obj, dry = (
+        req.get("uid"),
+        req.get("kind"),
+        req.get("resource"),
+        req.get("object"),
+        req.get("dryRun"),
+    )
+    if (
+        type(uid) is not str
+        or not 1 <= len(uid) <= 256
+        or type(req.get("operation")) is not str
+        or type(kind) is not dict
+        or type(kind.get("kind")) is not str
+        or not (_str_or_absent(kind, "group") and _str_or_absent(kind, "version"))
+        or type(res) is not dict
+        or type(res.get("resource")) is not str
+        or not (_str_or_absent(res, "group") and _str_or_absent(res, "version"))
+        or not all(
+            v is None or type(v) is str
+            for v in (req.get("subResource"), req.get("name"), req.get("namespace"))
+        )
+        or not (obj is None or type(obj) is dict)
+        or not (dry is None or type(dry) is bool)
+    ):
+        return None
+    return Request(
+        uid=uid,
+        operation=req["operation"],
+        group=res.get("group", ""),
+        resource=res["resource"],
+        sub_resource=req.get("subResource"),
+        name=req.get("name"),
+        namespace=req.get("namespace"),
+        object=obj,
+        dry_run=dry,
+    )
+
+
+def parse_request(body: bytes) -> Request:
+    """The request of an AdmissionReview v1; raises BadReview for anything else."""
+    fast = _fast_request(body)
+    if fast is not None:
+        return fast
+    request = parse(body).request
+    return Request(
+        uid=request.uid,
+        operation=request.operation,
+        group=request.resource.group,
+        resource=request.resource.resource,
+        sub_resource=request.subResource,
+        name=request.name,
+        namespace=request.namespace,
+        object=request.object,
+        dry_run=request.dryRun,
+    )
+
+
+def is_pod_create(request: Request) -> bool:
     return (
         request.operation == "CREATE"
-        and request.resource.group == ""
-        and request.resource.resource == "pods"
-        and not request.subResource
+        and request.group == ""
+        and request.resource == "pods"
+        and not request.sub_resource
     )
 
 
@@ -126,7 +222,7 @@ def review(
     namespaces: NamespaceLookup | None = None,
 ) -> Result:
     """Decide one review. Raises BadReview for a malformed one; never raises otherwise."""
-    request = parse(body).request
+    request = parse_request(body)
     pod = request.object if isinstance(request.object, dict) else {}
     meta = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
     pod_name = request.name or (meta or {}).get("name") or (meta or {}).get("generateName")
@@ -159,5 +255,5 @@ def review(
         uid=request.uid,
         namespace=namespace,
         pod=pod_name if isinstance(pod_name, str) else None,
-        dry_run=bool(request.dryRun),
+        dry_run=bool(request.dry_run),
     )
