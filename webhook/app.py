@@ -92,6 +92,9 @@ class MutateEndpoint:
         self.metrics = metrics
         self.namespaces = namespaces
         self.latency = metrics.latency.labels(self.endpoint)
+        # Label children by value: .labels() costs more than the increment itself.
+        self._outcomes: dict[tuple[str, str], Any] = {}
+        self._injections: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -114,9 +117,17 @@ class MutateEndpoint:
         elapsed = time.perf_counter() - started
         decision = result.decision
         self.latency.observe(elapsed)
-        self.metrics.reviews.labels(self.endpoint, decision.outcome, decision.reason).inc()
+        key = (decision.outcome, decision.reason)
+        counter = self._outcomes.get(key)
+        if counter is None:
+            counter = self._outcomes[key] = self.metrics.reviews.labels(self.endpoint, *key)
+        counter.inc()
         if decision.outcome == "injected" and result.namespace:
-            self.metrics.injections.labels(result.namespace).inc()
+            injected = self._injections.get(result.namespace)
+            if injected is None:
+                injected = self.metrics.injections.labels(result.namespace)
+                self._injections[result.namespace] = injected
+            injected.inc()
         if review_log.isEnabledFor(logging.INFO):
             review_log.info(
                 "review",
@@ -140,6 +151,25 @@ class MutateEndpoint:
         await _send(send, status, orjson.dumps({"error": message}))
 
 
+class WebhookApp(FastAPI):
+    """FastAPI with the admission paths dispatched before its middleware stack.
+
+    Reviews are raw ASGI endpoints that answer every outcome themselves; the ~10 layers of
+    FastAPI/Starlette middleware and routing in front of them cost as much as the review's
+    engine work. Every other path (and /mutate/ with a slash, etc.) goes through FastAPI.
+    """
+
+    mutate_paths: dict[str, MutateEndpoint]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.mutate_paths.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -150,11 +180,13 @@ def create_app(
     """The webhook app. `ready` says whether a certificate is loaded and caches are synced."""
     injector = Injector(settings)
     metrics = metrics or Metrics()
-    app = FastAPI(title="logaas-webhook", docs_url=None, redoc_url=None, openapi_url=None)
+    app = WebhookApp(title="logaas-webhook", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.metrics = metrics
     app.state.injector = injector
+    app.mutate_paths = {}
     for mode in Mode:
         endpoint = MutateEndpoint(mode, injector, metrics, namespaces)
+        app.mutate_paths[endpoint.endpoint] = endpoint
         app.router.routes.append(Route(endpoint.endpoint, endpoint, methods=None))
 
     @app.get("/healthz")
