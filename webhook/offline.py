@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -173,8 +174,12 @@ class OfflineInjector:
         self.namespace_enabled = namespace_enabled
         self.mode = Mode.NAMESPACE if namespace_enabled else Mode.POD
 
-    def decide(self, doc: Any) -> list[Result]:
-        """The engine's decision for every pod template in a plain document."""
+    def inject(self, doc: Any) -> list[Result]:
+        """Decide every pod template of a plain document and patch the ones to inject.
+
+        Each template is patched before the next is decided, so a template reached twice (a
+        YAML alias) is injected once.
+        """
         results: list[Result] = []
         for target in find_templates(doc):
             template = resolve(doc, target.pointer)
@@ -183,6 +188,8 @@ class OfflineInjector:
                 decision = Decision(False, "denied", "invalid-annotation", problem, 400)
             else:
                 decision = self.injector.decide(pod_of(template), self.mode, target.namespace)
+            if decision.outcome == "injected":
+                apply_patch(doc, target.pointer, decision.patch)
             results.append(Result(target, decision))
         return results
 
@@ -288,8 +295,17 @@ def split_documents(text: str) -> list[str]:
     return pieces
 
 
+def unshare(value: Any) -> Any:
+    """A tree with no node reachable twice: YAML aliases expanded, as the API server sees them."""
+    if isinstance(value, dict):
+        return {key: unshare(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unshare(item) for item in value]
+    return value
+
+
 def _load_all(text: str, source: str) -> list[Any]:
-    return list(yaml.load_all(_Named(text, source), Loader=_KubeLoader))
+    return [unshare(d) for d in yaml.load_all(_Named(text, source), Loader=_KubeLoader)]
 
 
 def parse(text: str, source: str) -> list[Document]:
@@ -331,10 +347,7 @@ def parse(text: str, source: str) -> list[Document]:
 def inject_documents(documents: list[Document], injector: OfflineInjector) -> None:
     """Decide every pod template and patch the plain data of the ones to inject."""
     for document in documents:
-        document.results = injector.decide(document.data)
-        for result in document.results:
-            if result.decision.outcome == "injected":
-                apply_patch(document.data, result.target.pointer, result.decision.patch)
+        document.results = injector.inject(document.data)
 
 
 def errors(documents: list[Document]) -> list[str]:
@@ -370,15 +383,17 @@ def to_round_trip(value: Any) -> Any:
     if isinstance(value, Mapping):
         node = CommentedMap()
         for key, item in value.items():
-            node[key] = to_round_trip(item)
+            quoted = isinstance(key, str) and _ambiguous(key)
+            node[DoubleQuotedScalarString(key) if quoted else key] = to_round_trip(item)
         return node
     if isinstance(value, list):
         return CommentedSeq(to_round_trip(item) for item in value)
     if isinstance(value, str):
-        if "\n" in value:
+        printable = all(c == "\n" or c.isprintable() for c in value)
+        if "\n" in value and printable:
             return LiteralScalarString(value)
-        if _ambiguous(value):
-            return DoubleQuotedScalarString(value)
+        if not printable or _ambiguous(value):
+            return DoubleQuotedScalarString(value)  # escapes what a plain scalar cannot hold
     return value
 
 
@@ -403,18 +418,34 @@ def _unflow(tree: Any, pointer: Pointer, path: str) -> None:
             node.fa.set_block_style()
 
 
+_KEY_ONLY = re.compile(r"^( *)(?:- +)?[^#\s-][^:#]*:\s*(?:#.*)?$")
+_ITEM = re.compile(r"^( *)- ")
+_KEY = re.compile(r"^( *)[^#\s-]")
+
+
 def _guess_indent(text: str) -> tuple[int, int]:
     """(mapping indent, sequence dash offset) as the document's author wrote them."""
-    lines = text.splitlines()
-    for number, line in enumerate(lines[:-1]):
-        key = re.match(r"^( *)[^#\s-][^:#]*:\s*(#.*)?$", line)
-        if not key:
+    mapping: int | None = None
+    offset: int | None = None
+    lines = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    for line, nxt in itertools.pairwise(lines):
+        parent = _KEY_ONLY.match(line)
+        if not parent:
             continue
-        nxt = lines[number + 1]
-        dash = re.match(r"^( *)- ", nxt)
-        if dash:
-            return 2, max(0, len(dash.group(1)) - len(key.group(1)))
-    return 2, 2
+        # The column of the key itself ("- key:" starts its key after the dash).
+        column = len(line) - len(line.lstrip(" -"))
+        item, key = _ITEM.match(nxt), _KEY.match(nxt)
+        if item and offset is None:
+            offset = len(item.group(1)) - column
+        elif key and mapping is None and len(key.group(1)) > column:
+            mapping = len(key.group(1)) - column
+        if mapping is not None and offset is not None:
+            break
+    mapping = mapping if mapping in (2, 3, 4, 8) else 2
+    offset = offset if offset is not None and 0 <= offset <= mapping else 2
+    return mapping, offset
 
 
 def _round_trip_yaml(text: str | None) -> YAML:
@@ -422,7 +453,7 @@ def _round_trip_yaml(text: str | None) -> YAML:
     rt.preserve_quotes = True
     rt.width = 4096
     mapping, offset = _guess_indent(text) if text else (2, 2)
-    rt.indent(mapping=mapping, sequence=mapping + offset, offset=offset)
+    rt.indent(mapping=mapping, sequence=offset + 2, offset=offset)
     return rt
 
 
@@ -437,6 +468,8 @@ def _reload(document: Document) -> Any:
     if len(trees) != 1:
         return None
     tree = trees[0]
+    if _shares_nodes(tree):
+        return None  # anchors, aliases or merge keys: patching would reach shared nodes
     for result in document.results:
         if result.decision.outcome != "injected":
             continue
@@ -447,6 +480,20 @@ def _reload(document: Document) -> Any:
         for op in result.decision.patch:
             _unflow(tree, result.target.pointer, str(op["path"]))
     return tree
+
+
+def _shares_nodes(tree: Any) -> bool:
+    seen: set[int] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, CommentedMap | CommentedSeq):
+            continue
+        if id(node) in seen or (isinstance(node, CommentedMap) and node.merge):
+            return True
+        seen.add(id(node))
+        stack.extend(node.values() if isinstance(node, CommentedMap) else node)
+    return False
 
 
 def _dump(document: Document) -> str:
