@@ -17,7 +17,7 @@ def api_client(kubeconfig: str | None = None) -> Any:
 
     if kubeconfig is None:
         try:
-            config.load_incluster_config()
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
             return client.ApiClient()
         except config.ConfigException:
             pass
