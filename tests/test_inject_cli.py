@@ -431,3 +431,55 @@ def test_help_lists_inject() -> None:
     )
     assert proc.returncode == 0
     assert "--namespace-enabled" in proc.stdout and "--filename" in proc.stdout
+
+
+def test_the_charts_settings_drive_offline_injection(tmp_path: Path) -> None:
+    """`--config` takes the settings file the chart gives the webhook (real helm)."""
+    helm = ROOT / ".tools" / "bin" / "helm"
+    rendered = subprocess.run(
+        [
+            str(helm if helm.is_file() else "helm"),
+            "template",
+            "logaas-webhook",
+            str(ROOT / "charts" / "logaas-webhook"),
+            "-n",
+            "logaas",
+            "--set",
+            "sidecar.image.repository=registry.example/fluent-bit-logaas",
+            "--set",
+            "logaas.groupId=shop-logs",
+            "--set",
+            "logaas.projectId=shop-project",
+            "--set",
+            "credentials.existingSecret=logaas-credentials",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    [configmap] = [
+        d
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] == "ConfigMap" and "config.yaml" in d.get("data", {})
+    ]
+    config = tmp_path / "config.yaml"
+    config.write_text(configmap["data"]["config.yaml"])
+    path = write(tmp_path, "deploy.yaml", yaml.safe_dump(workload("Deployment")))
+    run = run_cli("-f", path, "--config", str(config))
+    assert run.code == 0, run.err
+    [after] = run.docs()
+    validate(after)
+    [tpl] = templates(after)
+    check_injected(tpl, templates(workload("Deployment"))[0])
+    sidecar = tpl["spec"]["initContainers"][-1]
+    assert sidecar["image"].startswith("registry.example/fluent-bit-logaas:")
+    assert (
+        "default_group_id         shop-logs"
+        in tpl["metadata"]["annotations"][names.FLUENT_BIT_CONFIG]
+    )
+    # The webhook's own namespace is never injected, offline either.
+    own = workload("Pod")
+    own["metadata"]["namespace"] = "logaas"
+    run = run_cli("-f", write(tmp_path, "own.yaml", yaml.safe_dump(own)), "--config", str(config))
+    assert run.code == 0 and run.docs() == [own]
