@@ -210,9 +210,15 @@ def json_log_formatter() -> logging.Formatter:
     """One JSON object per line; review lines carry their fields at the top level."""
 
     class _Formatter(logging.Formatter):
+        _second = -1
+        _ts = ""
+
         def format(self, record: logging.LogRecord) -> str:
+            second = int(record.created)
+            if second != self._second:  # strftime once a second, not once a line
+                self._second, self._ts = second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z")
             line: dict[str, Any] = {
-                "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                "ts": self._ts,
                 "level": record.levelname.lower(),
                 "logger": record.name,
                 "msg": record.getMessage(),

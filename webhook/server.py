@@ -42,6 +42,12 @@ class ServeOptions:
 
 
 def configure_logging(level: str = "INFO") -> None:
+    # Every review logs a line: skip the LogRecord fields the JSON formatter never prints
+    # (the caller's file and line need a stack walk; thread and process fields).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(json_log_formatter())
     root = logging.getLogger()
@@ -62,6 +68,9 @@ def _uvicorn_config(app: Any, options: ServeOptions) -> uvicorn.Config:
         lifespan="off",
         log_config=None,
         access_log=False,
+        # kube-apiserver calls the Service directly; no proxy headers to trust (and the
+        # middleware would cost every request).
+        proxy_headers=False,
         timeout_keep_alive=options.keep_alive_seconds,
         limit_concurrency=options.limit_concurrency,
         timeout_graceful_shutdown=options.graceful_shutdown_seconds,
