@@ -8,6 +8,7 @@ created when absent, `/` and `~` in keys are escaped).
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,17 +116,55 @@ def _well_formed(pod: Any) -> bool:
         isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
     ):
         return False
+    if not isinstance(meta.get("namespace", ""), str | None):
+        return False
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
         return False
     for key in ("containers", "initContainers"):
         value = spec.get(key)
         if value is not None and not (
-            isinstance(value, list)
-            and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in value)
+            isinstance(value, list) and all(_container_ok(c, key == "containers") for c in value)
         ):
             return False
-    return all(spec.get(k) is None or isinstance(spec[k], list) for k in ("volumes",))
+    volumes = spec.get("volumes")
+    return volumes is None or (
+        isinstance(volumes, list)
+        and all(isinstance(v, dict) and isinstance(v.get("name"), str) for v in volumes)
+    )
+
+
+# What kube-apiserver accepts as a container name; app container names land in the config.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _items_ok(value: Any, fields: Mapping[str, type | tuple[type, ...]]) -> bool:
+    return value is None or (
+        isinstance(value, list)
+        and all(
+            isinstance(item, dict)
+            and all(isinstance(item.get(k), t) for k, t in fields.items() if k in item)
+            for item in value
+        )
+    )
+
+
+def _container_ok(container: Any, app: bool) -> bool:
+    """The container fields the engine reads have the types kube-apiserver decodes them to.
+
+    A pod that no apiserver could have decoded (fuzzed input) is skipped as malformed rather
+    than crashing the engine; an invalid app container name would break the rendered config
+    and is rejected by the apiserver's validation anyway.
+    """
+    if not isinstance(container, dict):
+        return False
+    name = container.get("name")
+    if not isinstance(name, str) or (app and not _DNS_LABEL.match(name)):
+        return False
+    return _items_ok(
+        container.get("volumeMounts"),
+        {"name": str, "mountPath": str, "subPath": str, "subPathExpr": str},
+    ) and _items_ok(container.get("ports"), {"containerPort": int})
 
 
 CONFIG_CACHE_SIZE = 1024
