@@ -483,3 +483,64 @@ def test_the_charts_settings_drive_offline_injection(tmp_path: Path) -> None:
     own["metadata"]["namespace"] = "logaas"
     run = run_cli("-f", write(tmp_path, "own.yaml", yaml.safe_dump(own)), "--config", str(config))
     assert run.code == 0 and run.docs() == [own]
+
+
+def test_a_directory_reads_its_manifests_in_name_order(tmp_path: Path) -> None:
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(workload("Pod", name="second")))
+    (tmp_path / "a.json").write_text(json.dumps(workload("Job", name="first")))
+    (tmp_path / "notes.txt").write_text("not a manifest: {")
+    run = run_cli("-f", str(tmp_path))
+    assert run.code == 0, run.err
+    assert [(d["kind"], d["metadata"]["name"]) for d in run.docs()] == [
+        ("Job", "first"),
+        ("Pod", "second"),
+    ]
+    assert all(is_injected(templates(d)[0]) for d in run.docs())
+
+
+def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + yaml.safe_dump(workload("Pod")).encode())
+    assert run_cli("-f", str(path)).code == 0
+    assert run_cli("-f", "-", stdin="\ufeff" + yaml.safe_dump(workload("Pod"))).code == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n"
+                for p, n in zip("abcdefg", "bcdefgh", strict=True)
+            ),
+            "expands to more than",
+        ),
+        ('{"x":' * 300 + "1" + "}" * 300, "nested deeper than"),
+        ("a: " + "[" * 5000 + "]" * 5000, "not valid YAML or JSON"),
+    ],
+    ids=["alias-bomb", "deep-json", "deep-yaml"],
+)
+def test_hostile_input_is_refused_quickly(tmp_path: Path, text: str, message: str) -> None:
+    run = run_cli("-f", write(tmp_path, "x.yaml", text))
+    assert run.code == 2 and run.out == ""
+    assert message in run.err and "Traceback" not in run.err
+
+
+def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
+    big = yaml.safe_dump_all([workload("Deployment", name=f"d{i}") for i in range(30)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGAAS_")}
+    proc = subprocess.Popen(
+        [str(CLI), "inject", "-f", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    proc.stdin.write(big.encode())
+    proc.stdin.close()
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    proc.wait(timeout=60)
+    assert b"Traceback" not in proc.stderr.read()

@@ -9,6 +9,7 @@ Same engine and settings as the webhook. Exit codes: 0 done, 2 bad input or anno
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,10 @@ def register(subparsers: Any) -> None:
         action="append",
         required=True,
         metavar="FILE",
-        help="manifest file (YAML or JSON, one or many documents); '-' reads stdin; repeatable",
+        help=(
+            "manifest file or directory (YAML or JSON, one or many documents); '-' reads "
+            "stdin; repeatable"
+        ),
     )
     parser.add_argument(
         "--namespace-enabled",
@@ -78,10 +82,35 @@ def _fail(messages: list[str]) -> int:
     return EXIT_INVALID
 
 
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _sources(name: str) -> list[str]:
+    """A file, `-`, or (like kubectl -f) a directory's .yaml/.yml/.json files in name order."""
+    path = Path(name)
+    if name != "-" and path.is_dir():
+        return [
+            str(p) for p in sorted(path.iterdir()) if p.is_file() and p.suffix in MANIFEST_SUFFIXES
+        ]
+    return [name]
+
+
 def _read(name: str) -> str:
     if name == "-":
         return sys.stdin.read()
     return Path(name).read_text(encoding="utf-8-sig")
+
+
+def _write(text: str) -> int:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours, and no traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     documents: list[Document] = []
     problems: list[str] = []
-    for name in args.filename:
+    for name in (source for arg in args.filename for source in _sources(arg)):
         source = "<stdin>" if name == "-" else name
         try:
             text = _read(name)
@@ -111,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(problems)
     for warning in warnings(documents):
         print(f"Warning: {warning}", file=sys.stderr)
-    output = render_json(documents) if args.output == "json" else render_yaml(documents)
-    sys.stdout.write(output)
-    return 0
+    try:
+        output = render_json(documents) if args.output == "json" else render_yaml(documents)
+    except RecursionError:  # pragma: no cover - MAX_DEPTH keeps inputs well below this
+        return _fail(["input nested too deeply to write back"])
+    return _write(output)

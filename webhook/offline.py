@@ -295,12 +295,24 @@ def split_documents(text: str) -> list[str]:
     return pieces
 
 
-def unshare(value: Any) -> Any:
+# Aliases may make a small document huge once expanded (a "billion laughs"), and nesting may
+# exhaust the writers' recursion; kube-apiserver refuses both. Far above any real manifest.
+MAX_NODES = 1_000_000
+MAX_DEPTH = 256
+
+
+def unshare(value: Any, budget: list[int] | None = None, depth: int = 0) -> Any:
     """A tree with no node reachable twice: YAML aliases expanded, as the API server sees them."""
+    budget = [MAX_NODES] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise InputError(f"expands to more than {MAX_NODES} nodes (YAML aliases?)")
+    if depth > MAX_DEPTH:
+        raise InputError(f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
-        return {key: unshare(item) for key, item in value.items()}
+        return {key: unshare(item, budget, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [unshare(item) for item in value]
+        return [unshare(item, budget, depth + 1) for item in value]
     return value
 
 
@@ -317,7 +329,7 @@ def parse(text: str, source: str) -> list[Document]:
         except ValueError:
             pass  # flow-style YAML, or broken JSON: let the YAML parser explain
         else:
-            return [Document(source, 1, data, None, json=True)]
+            return [Document(source, 1, unshare(data), None, json=True)]
     documents: list[Document] = []
     try:
         filler = ""  # comment-only pieces travel with the next document (or the last one)
@@ -572,6 +584,14 @@ def render_json(documents: list[Document]) -> str:
 
 def inject_text(text: str, source: str, injector: OfflineInjector) -> list[Document]:
     """Parse one source and decide/patch every document (see `errors` and `warnings`)."""
-    documents = parse(text, source)
-    inject_documents(documents, injector)
+    try:
+        documents = parse(text.removeprefix("\ufeff"), source)
+        inject_documents(documents, injector)
+    except InputError as err:
+        message = str(err)
+        raise InputError(
+            message if message.startswith(source) else f"{source}: {message}"
+        ) from None
+    except RecursionError:
+        raise InputError(f"{source}: nested too deeply to be a Kubernetes manifest") from None
     return documents
