@@ -66,17 +66,19 @@ def test_hadolint_clean(path: Path) -> None:
 
 
 def test_hadolint_fails_on_a_warning(tmp_path: Path) -> None:
-    """The lint above can fail: a tutorial-style `latest` base and unpinned apt are caught."""
+    """The lint above can fail: a tutorial-style `latest` base and unpinned apt are caught,
+    also by a plain `hadolint` run in the repository (its .hadolint.yaml)."""
     bad = tmp_path / "Dockerfile"
     bad.write_text(
         "FROM debian:latest\nRUN apt-get update && apt-get install -y wget\nCMD wget x\n"
     )
     proc = subprocess.run(
-        [hadolint(), "--failure-threshold", "warning", str(bad)],
+        [hadolint(), str(bad)],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        cwd=ROOT,
     )
     assert proc.returncode != 0
     assert "DL3007" in proc.stdout and "DL3008" in proc.stdout
