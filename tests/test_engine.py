@@ -518,3 +518,52 @@ def test_malformed_pods_are_left_alone(injector: Injector, bad: Any) -> None:
     for mode in Mode:
         decision = injector.decide(bad, mode, "shop")
         assert decision.allowed and decision.patch == [] and decision.reason == "malformed-pod"
+
+
+def qos_class(spec: dict[str, Any]) -> str:
+    """Kubernetes' QoS class rules (pkg/apis/core/helper/qos), for cpu and memory."""
+    containers = spec["containers"] + spec.get("initContainers", [])
+    requests = [c.get("resources", {}).get("requests", {}) for c in containers]
+    limits = [c.get("resources", {}).get("limits", {}) for c in containers]
+    if not any(requests) and not any(limits):
+        return "BestEffort"
+    guaranteed = all(
+        set(lim) >= {"cpu", "memory"}
+        and all(req.get(r, lim[r]) == lim[r] for r in ("cpu", "memory"))
+        for req, lim in zip(requests, limits, strict=True)
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def test_guaranteed_pod_stays_guaranteed(injector: Injector) -> None:
+    exact = {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1", "memory": "1Gi"}}
+    spec = {"containers": [{"name": "app", "image": "x", "resources": exact}]}
+    obj = pod({"logaas/inject": "true"}, spec=spec)
+    assert qos_class(obj["spec"]) == "Guaranteed"
+    result = inject(injector, obj)
+    assert qos_class(result["spec"]) == "Guaranteed"
+    resources = sidecar_of(result)["resources"]
+    assert resources["requests"] == resources["limits"] == {"cpu": "200m", "memory": "128Mi"}
+    burstable = inject(injector, pod({"logaas/inject": "true"}))
+    assert qos_class(burstable["spec"]) == "Burstable"
+
+
+def test_pod_level_resources_are_shared_by_the_sidecar(injector: Injector) -> None:
+    spec = {
+        "resources": {
+            "requests": {"cpu": "1", "memory": "100Mi"},
+            "limits": {"cpu": "1", "memory": "100Mi"},
+        },
+        "containers": [
+            {
+                "name": "app",
+                "image": "x",
+                "resources": {"requests": {"cpu": "1", "memory": "100Mi"}},
+            }
+        ],
+    }
+    decision = injector.decide(pod({"logaas/inject": "true"}, spec=spec), Mode.POD, "shop")
+    result = kubectl_patch(pod({"logaas/inject": "true"}, spec=spec), decision.patch)
+    # Container requests already add up to the pod-level requests: any sidecar request would
+    # make kube-apiserver refuse the pod, so the sidecar takes its share of the pod's budget.
+    assert "resources" not in sidecar_of(result)

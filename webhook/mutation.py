@@ -29,6 +29,7 @@ from webhook.sidecar import (
     SidecarTemplate,
     app_mount,
     existing_log_mount,
+    resources_mode,
     reuse_mount,
 )
 
@@ -348,7 +349,7 @@ class Injector:
             )
         _append(ops, spec, "volumes", self.template.volumes())
         extra = [reuse_mount(m, name) for name, m in existing.items()]
-        sidecar = self.template.container(options, http_port, extra)
+        sidecar = self.template.container(options, http_port, extra, resources_mode(spec))
         _append(
             ops, spec, "initContainers" if self.settings.sidecar.native else "containers", [sidecar]
         )

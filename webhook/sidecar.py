@@ -13,6 +13,9 @@ from webhook.settings import Settings, quantity
 from webhook.sidecar_config import CONFIG_MOUNT, CONFIG_PATH, LOGS_MOUNT, STATE_MOUNT, log_dir
 
 HTTP_PORT_NAME = "logaas-http"
+QOS_DEFAULT = "default"
+QOS_GUARANTEED = "guaranteed"
+QOS_POD_LEVEL = "pod-level"
 
 # Annotated limits repeat across a workload's pods; parsing a quantity is regex + Decimal.
 _quantity = lru_cache(maxsize=256)(quantity)
@@ -92,7 +95,11 @@ class SidecarTemplate:
         return _clone(self._volumes)  # type: ignore[no-any-return]
 
     def container(
-        self, options: Options, http_port: int, extra_mounts: list[JSON] | None = None
+        self,
+        options: Options,
+        http_port: int,
+        extra_mounts: list[JSON] | None = None,
+        qos: str = QOS_DEFAULT,
     ) -> JSON:
         side = self.settings.sidecar
         # Requests never exceed the (possibly annotated) limits: ResourceQuota-safe and valid.
@@ -132,6 +139,14 @@ class SidecarTemplate:
             "securityContext": _clone(self._security),
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
+        if qos == QOS_GUARANTEED:
+            # Every other container has requests == limits: keep the pod Guaranteed (exclusive
+            # CPUs, eviction order) instead of downgrading it to Burstable.
+            container["resources"]["requests"] = dict(container["resources"]["limits"])
+        elif qos == QOS_POD_LEVEL:
+            # Pod-level resources: the sidecar shares the pod's budget; container requests
+            # would have to fit under it, and the apiserver would refuse the pod if not.
+            del container["resources"]
         if side.native:
             container["restartPolicy"] = "Always"
         return container
@@ -156,3 +171,35 @@ def reuse_mount(mount: JSON, container: str) -> JSON:
     if mount.get("subPath"):
         view["subPath"] = mount["subPath"]
     return view
+
+
+def resources_mode(spec: JSON) -> str:
+    """How the sidecar's resources must look so the pod keeps its QoS and stays valid."""
+    pod_level = spec.get("resources")
+    if isinstance(pod_level, dict) and (pod_level.get("requests") or pod_level.get("limits")):
+        return QOS_POD_LEVEL
+    containers = [
+        c
+        for key in ("containers", "initContainers")
+        for c in (spec.get(key) or [])
+        if isinstance(c, dict)
+    ]
+    return QOS_GUARANTEED if containers and all(map(_guaranteed, containers)) else QOS_DEFAULT
+
+
+def _guaranteed(container: JSON) -> bool:
+    resources = container.get("resources")
+    if not isinstance(resources, dict):
+        return False
+    limits = resources.get("limits") or {}
+    requests = resources.get("requests") or {}
+    if not isinstance(limits, dict) or not isinstance(requests, dict):
+        return False
+    try:
+        return all(
+            isinstance(limits.get(r), str | int | float)
+            and (r not in requests or _quantity(str(requests[r])) == _quantity(str(limits[r])))
+            for r in ("cpu", "memory")
+        )
+    except ValueError:
+        return False
