@@ -174,7 +174,12 @@ def test_cli_reconcile_once_and_coverage_live(
 @pytest.fixture
 def running(fake: FakeKube, settings: Settings) -> Iterator[Reconciler]:
     reconciler = Reconciler(
-        Kube(fake.api_client()), settings, NS, backoff=Backoff(0.02, 0.2), watch_timeout=1
+        Kube(fake.api_client()),
+        settings,
+        NS,
+        backoff=Backoff(0.02, 0.2),
+        watch_timeout=1,
+        settle_seconds=0.05,
     )
     stop = threading.Event()
     thread = threading.Thread(target=reconciler.run, args=(stop,), daemon=True)
@@ -418,6 +423,27 @@ def test_only_the_leader_reconciles(fake: FakeKube, settings: Settings) -> None:
         assert fake.requests_for("PATCH") == []
         leader.set()
         assert fake.wait_for(lambda: all(agent_objects(fake)), timeout=5)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_burst_of_namespaces_rolls_the_agent_once(fake: FakeKube, settings: Settings) -> None:
+    reconciler = Reconciler(
+        Kube(fake.api_client()), settings, NS, sync_credentials=False, watch_timeout=1,
+        settle_seconds=0.5,
+    )  # fmt: skip
+    stop = threading.Event()
+    thread = threading.Thread(target=reconciler.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert fake.wait_for(lambda: all(agent_objects(fake)) and settled(fake))
+        fake.clear_requests()
+        for i in range(10):
+            fake.put(namespace(f"team-{i}", **{"logaas/group-id": f"g-{i}"}))
+        assert fake.wait_for(lambda: "g-9" in config(fake) and settled(fake), timeout=5)
+        rolls = fake.requests_for("PATCH", "/daemonsets/")
+        assert len(rolls) == 1, [r.path for r in rolls]
     finally:
         stop.set()
         thread.join(timeout=10)

@@ -191,7 +191,7 @@ def primary(settings: Settings, plan: Plan) -> str:
                 match_kube,
                 ("Kube_Tag_Prefix", tag_of_path(CONTAINERS_DIR) + "."),
                 ("Merge_Log", "On"),
-                ("Keep_Log", "Off"),
+                ("Keep_Log", "On"),  # the original line stays under `log`, as in the sidecar
                 ("K8S-Logging.Exclude", "On"),
                 ("K8S-Logging.Parser", "Off"),
                 ("Labels", "On"),

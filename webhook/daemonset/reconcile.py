@@ -87,6 +87,7 @@ class Reconciler:
         resync_seconds: float = 300.0,
         backoff: Backoff | None = None,
         watch_timeout: int = 240,
+        settle_seconds: float = 1.0,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -96,6 +97,8 @@ class Reconciler:
         self.resync_seconds = resync_seconds
         self.backoff = backoff or Backoff()
         self.watch_timeout = watch_timeout
+        # After a change, wait this long for more (a burst of namespaces rolls the agent once).
+        self.settle_seconds = settle_seconds
         self.namespaces: dict[str, NamespaceInfo] = {}
         self.resource_version = ""
         self.applied: dict[str, str] = {}  # object key -> digest of what we last applied
@@ -254,6 +257,8 @@ class Reconciler:
             leading = True
             if not (self.dirty.is_set() or full):
                 continue
+            if not full and stop.wait(self.settle_seconds):
+                break
             self.dirty.clear()
             try:
                 if not watch_changes or not self.resource_version:
