@@ -377,6 +377,9 @@ def test_concurrent_replicas_end_up_with_one_ca(
         assert files(tmp_path / str(index))["ca.crt"] == state.ca_bundle
     assert published_bundles(kube) == [state.ca_bundle] * 2
     assert len(kube.list("v1", "secrets", NAMESPACE)) == 1
+    if replicas == 4:
+        # The barrier makes them race: several create, the losers get 409 and adopt.
+        assert len(kube.requests_for("POST", "/secrets")) >= 2
     # Every replica re-syncs: nothing changes any more.
     kube.clear_requests()
     for instance in instances:
