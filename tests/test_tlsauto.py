@@ -227,11 +227,20 @@ def test_transient_api_errors_are_retried_at_start_up(kube: FakeKube, tmp_path: 
     assert len(kube.requests_for("GET", f"/secrets/{SECRET}")) >= 2
 
 
+def test_unreachable_api_gives_up_with_a_clear_message(kube: FakeKube, tmp_path: Path) -> None:
+    kube.fail_next(100, 503, path_contains="/secrets")
+    auto = make(kube, tmp_path, startup_timeout=2)
+    with pytest.raises(TLSAutoError, match=r"no certificate after 2s: .*logaas-webhook-tls.*503"):
+        auto.ensure()
+    assert not (tmp_path / "tls.crt").exists()
+
+
 def test_rbac_refusal_fails_fast_with_a_clear_message(kube: FakeKube, tmp_path: Path) -> None:
     kube.fail_next(10, 403, path_contains="/secrets")
     auto = make(kube, tmp_path, startup_timeout=60)
     with pytest.raises(TLSAutoError, match=r"HTTP 403.*Role must allow get, update and create"):
         auto.ensure()
+    assert len(kube.requests_for("GET", f"/secrets/{SECRET}")) == 1  # no retrying
 
 
 def test_unusable_secret_is_rebuilt(kube: FakeKube, tmp_path: Path) -> None:
