@@ -321,10 +321,12 @@ def test_foreign_secret_is_never_touched(fake: FakeKube, settings: Settings) -> 
     namespaces = [NamespaceInfo.from_object(o) for o in fake.list("v1", "namespaces")]
     result = sync.sync(namespaces)
     assert result.skipped == ["team"] and not result.changed
-    # label removed: still not ours, so not deleted
+    # label removed, and a new reconciler sweeps every namespace: still not ours, kept
     fake.put(namespace("team"))
     namespaces = [NamespaceInfo.from_object(o) for o in fake.list("v1", "namespaces")]
-    assert sync.sync(namespaces, full=True).deleted == []
+    fresh = CredentialSync(Kube(fake.api_client()), settings, NS)
+    assert fresh.sync(namespaces).deleted == []
+    assert fake.requests_for("GET", "/namespaces/team/secrets/logaas-credentials")
     kept = fake.get("v1", "secrets", "team", "logaas-credentials")
     assert kept is not None and kept["data"] == mine["data"]
 
@@ -447,3 +449,29 @@ def test_burst_of_namespaces_rolls_the_agent_once(fake: FakeKube, settings: Sett
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def test_credential_sync_calls_scale_with_changes(fake: FakeKube, settings: Settings) -> None:
+    """After the first sweep, a pass reads only the source and what changed."""
+    fake.put(secret("logaas-credentials", NS, client_id="id", client_secret="s"))
+    for i in range(20):
+        labels = {names.INJECT: names.NS_ENABLED} if i % 2 else {}
+        fake.put(namespace(f"ns-{i}", labels))
+    sync = CredentialSync(Kube(fake.api_client()), settings, NS)
+
+    def namespaces() -> list[NamespaceInfo]:
+        return [NamespaceInfo.from_object(o) for o in fake.list("v1", "namespaces")]
+
+    assert len(sync.sync(namespaces()).created) == 10
+    fake.clear_requests()
+    assert not sync.sync(namespaces()).changed
+    assert len(fake.requests) == 1  # the source Secret
+    fake.put(namespace("ns-0", {names.INJECT: names.NS_ENABLED}))
+    fake.put(namespace("ns-1"))
+    fake.clear_requests()
+    result = sync.sync(namespaces())
+    assert (result.created, result.deleted) == (["ns-0"], ["ns-1"])
+    assert len(fake.requests) == 1 + 2 + 2  # source; get+create; get+delete
+    fake.clear_requests()
+    assert not sync.sync(namespaces(), full=True).changed  # periodic: every wanted copy read
+    assert len(fake.requests) == 1 + 10

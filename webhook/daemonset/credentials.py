@@ -71,8 +71,10 @@ class CredentialSync:
         self.kube = kube
         self.name = settings.credentials.secret_name
         self.source_namespace = source_namespace
-        # Namespaces that may hold a copy of ours; None until the first full sweep.
+        # Namespaces that hold a copy of ours; None until the first sweep.
         self.copies: set[str] | None = None
+        self.foreign: set[str] = set()  # a Secret of that name that is not ours
+        self.source_digest: str | None = None
 
     def desired(self, source: JSON, namespace: str) -> JSON:
         return {
@@ -92,8 +94,13 @@ class CredentialSync:
         }
 
     def sync(self, namespaces: Iterable[NamespaceInfo], full: bool = False) -> SyncResult:
-        """Bring copies in line; `full` (or the first call) also checks every other namespace
-        for a stale copy of ours, since a label may have gone while nobody watched."""
+        """Bring copies in line with as few API calls as the situation allows.
+
+        The first call (and `full`, the periodic resync) reads every wanted copy by name and
+        repairs it; later calls only touch namespaces whose want changed, unless the source
+        changed. Only the first call looks for stale copies of ours in every other namespace
+        (a label may have gone while no reconciler ran); later calls delete the copies whose
+        namespace stopped wanting one."""
         all_ns = {ns.name: ns for ns in namespaces}
         wanted = {n for n, ns in all_ns.items() if wants_copy(ns, self.source_namespace)}
         result = SyncResult()
@@ -106,19 +113,24 @@ class CredentialSync:
             )
             return result
         source_digest = digest(source)
+        recheck = full or self.copies is None or source_digest != self.source_digest
+        copies = set() if recheck or self.copies is None else self.copies & wanted
+        foreign = set() if recheck else self.foreign & wanted
+        targets = wanted if recheck else wanted - copies - foreign
 
-        for namespace in sorted(wanted):
+        for namespace in sorted(targets):
             existing = self.kube.get(SECRETS, namespace, self.name)
             if existing is None:
                 try:
                     self.kube.create(self.desired(source, namespace))
-                    result.created.append(namespace)
                 except ApiException as err:
                     if err.status != 409:
                         raise
                     continue  # appeared meanwhile: the next pass looks at it
+                result.created.append(namespace)
             elif not is_ours(existing):
                 result.skipped.append(namespace)
+                foreign.add(namespace)
                 continue
             elif (existing["metadata"].get("annotations") or {}).get(DIGEST) != source_digest or (
                 existing.get("data") or {}
@@ -137,16 +149,18 @@ class CredentialSync:
                 }
                 self.kube.merge_patch(SECRETS, namespace, self.name, patch)
                 result.updated.append(namespace)
+            copies.add(namespace)
 
-        candidates = set(all_ns) if (full or self.copies is None) else set(self.copies)
-        for namespace in sorted(candidates - wanted - {self.source_namespace}):
-            if namespace not in all_ns and not full and self.copies is not None:
-                continue  # namespace gone: its Secrets went with it
+        if self.copies is None:
+            stale = set(all_ns) - wanted - {self.source_namespace}
+        else:
+            stale = (self.copies - wanted) & set(all_ns)  # a namespace gone took its Secrets
+        for namespace in sorted(stale):
             existing = self.kube.get(SECRETS, namespace, self.name)
             if existing is not None and is_ours(existing):
                 if self.kube.delete(SECRETS, namespace, self.name):
                     result.deleted.append(namespace)
-        self.copies = wanted - set(result.skipped)
+        self.copies, self.foreign, self.source_digest = copies, foreign, source_digest
         for what, items in (
             ("created", result.created),
             ("updated", result.updated),
