@@ -942,6 +942,24 @@ def test_credential_copies_follow_the_secret_name() -> None:
     assert secret_rules[-1]["resourceNames"] == ["corp-logaas-key"]
 
 
+@pytest.mark.parametrize("case", ["default", "certManager", "provided", "daemonset-ha-nosync"])
+def test_container_arguments_are_accepted_by_the_cli(case: str) -> None:
+    """Every Deployment's command line parses with the real `logaas-webhook` argument parser."""
+    from webhook.cli import build_parser
+
+    parser = build_parser()
+    deployments = [d for d in render(*CASES[case]) if d["kind"] == "Deployment"]
+    assert deployments
+    for deploy in deployments:
+        container = _container(deploy)
+        assert container["command"] == ["logaas-webhook"]
+        args = parser.parse_args(container["args"])
+        assert callable(args.func)
+        if args.command == "serve":
+            assert args.namespace_watch is True
+            assert (args.tls_auto_secret is not None) == (case not in {"certManager", "provided"})
+
+
 # --- values that break the schema or the chart's checks fail with a clear message -----------
 
 

@@ -89,7 +89,7 @@ class TLSState:
                 key=raw[certs.KEY_FILE],
                 next_ca_key=raw.get(NEXT_CA_KEY_KEY) or None,
             )
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, TypeError):
             return None
 
 
