@@ -111,7 +111,7 @@ def run_serve(args: argparse.Namespace) -> int:
         ]
         if missing:
             return _fail(f"--tls-auto-secret also needs {', '.join(missing)}")
-        from webhook.tlsauto import AutoTLS
+        from webhook.tlsauto import AutoTLS, TLSAutoError
 
         auto = AutoTLS(
             namespace=args.tls_auto_namespace,
@@ -119,8 +119,12 @@ def run_serve(args: argparse.Namespace) -> int:
             webhook_config=args.tls_auto_webhook,
             service=args.tls_auto_service,
             cert_dir=args.cert_dir,
+            kubeconfig=args.kubeconfig,
         )
-        auto.ensure()
+        try:
+            auto.ensure()
+        except TLSAutoError as err:
+            return _fail(f"tls.mode=auto: {err}")
 
         def background(stop: threading.Event) -> None:
             auto.start(stop)
