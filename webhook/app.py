@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from webhook.metrics import Metrics
 from webhook.mutation import Injector, Mode
-from webhook.review import BadReview, NamespaceLookup, review
+from webhook.review import BadReview, NamespaceLookup, Reviewer
 from webhook.settings import Settings
 
 MAX_BODY = 3 * 1024 * 1024
@@ -91,6 +91,7 @@ class MutateEndpoint:
         self.injector = injector
         self.metrics = metrics
         self.namespaces = namespaces
+        self.review = Reviewer(mode, injector, namespaces)
         self.latency = metrics.latency.labels(self.endpoint)
         # Label children by value: .labels() costs more than the increment itself.
         self._outcomes: dict[tuple[str, str], Any] = {}
@@ -103,7 +104,7 @@ class MutateEndpoint:
             return
         try:
             body = await _read_body(scope, receive)
-            result = review(body, self.mode, self.injector, self.namespaces)
+            result = self.review(body)
         except _Reject as err:
             await self._reject(send, err.status, err.message)
             return

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import orjson
@@ -222,11 +223,22 @@ def review(
     namespaces: NamespaceLookup | None = None,
 ) -> Result:
     """Decide one review. Raises BadReview for a malformed one; never raises otherwise."""
+    return _review(body, mode, injector, namespaces)[0]
+
+
+def _review(
+    body: bytes,
+    mode: Mode,
+    injector: Injector,
+    namespaces: NamespaceLookup | None,
+) -> tuple[Result, NamespaceInfo | None]:
+    """The review and the namespace defaults its decision used."""
     request = parse_request(body)
     pod = request.object if isinstance(request.object, dict) else {}
     meta = pod.get("metadata") if isinstance(pod.get("metadata"), dict) else {}
     pod_name = request.name or (meta or {}).get("name") or (meta or {}).get("generateName")
     namespace = request.namespace
+    ns = None
     if not is_pod_create(request) or request.object is None:
         decision = Decision(True, "skipped", "not-pod-create")
     else:
@@ -249,7 +261,7 @@ def review(
                     "internal-error",
                     warnings=["logaas: sidecar not injected: internal error"],
                 )
-    return Result(
+    result = Result(
         body=response_body(request.uid, decision),
         decision=decision,
         uid=request.uid,
@@ -257,3 +269,81 @@ def review(
         pod=pod_name if isinstance(pod_name, str) else None,
         dry_run=bool(request.dry_run),
     )
+    return result, ns
+
+
+# kube-apiserver (Go encoding/json) writes an AdmissionReview's fields in this order, the
+# request's uid first; and every response begins the same way up to its uid.
+_REQUEST_HEAD = b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"'
+_RESPONSE_HEAD = b'{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"'
+# A uid that is its own JSON text: 1-256 printable ASCII characters without '"' or '\'.
+_PLAIN_UID = re.compile(rb'[\x20\x21\x23-\x5b\x5d-\x7e]{1,256}"')
+CACHE_ENTRIES = 128
+CACHE_MAX_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    result: Result
+    tail: bytes  # the response after its uid
+    ns: NamespaceInfo | None
+
+
+class Reviewer:
+    """`review` for one webhook entry, answering repeated reviews from a small cache.
+
+    A Deployment's scale-up makes kube-apiserver send the same pod, byte for byte, once per
+    replica: only request.uid differs. The engine is pure, so such a review gets the answer
+    of the first one with its own uid, without parsing 10+ KB again. Only reviews in
+    kube-apiserver's exact serialization (uid first, plain uid) and at most CACHE_MAX_BODY
+    bytes are cached, only decisions without an internal error, and a hit re-checks the
+    namespace defaults (the watched cache may have changed them). Everything else, and
+    every first sight, takes the full path.
+    """
+
+    def __init__(
+        self,
+        mode: Mode,
+        injector: Injector,
+        namespaces: NamespaceLookup | None = None,
+        entries: int = CACHE_ENTRIES,
+    ) -> None:
+        self.mode = mode
+        self.injector = injector
+        self.namespaces = namespaces
+        self.entries = entries
+        self._answers: dict[bytes, _Answer] = {}
+
+    def __call__(self, body: bytes) -> Result:
+        key = None
+        if len(body) <= CACHE_MAX_BODY and body.startswith(_REQUEST_HEAD):
+            uid_match = _PLAIN_UID.match(body, len(_REQUEST_HEAD))
+            if uid_match is not None:
+                end = uid_match.end() - 1
+                key = body[end:]
+                answer = self._answers.get(key)
+                if answer is not None and self._same_namespace(answer):
+                    uid = body[len(_REQUEST_HEAD) : end]
+                    return replace(
+                        answer.result,
+                        body=_RESPONSE_HEAD + uid + answer.tail,
+                        uid=uid.decode("ascii"),
+                    )
+        result, ns = _review(body, self.mode, self.injector, self.namespaces)
+        if key is not None and result.decision.outcome != "error":
+            uid_bytes = result.uid.encode()
+            head = _RESPONSE_HEAD + uid_bytes + b'"'
+            if result.body.startswith(head):  # always, for a plain uid
+                if len(self._answers) >= self.entries:
+                    del self._answers[next(iter(self._answers))]
+                self._answers[key] = _Answer(result, result.body[len(head) - 1 :], ns)
+        return result
+
+    def _same_namespace(self, answer: _Answer) -> bool:
+        namespace = answer.result.namespace
+        if self.namespaces is None or not namespace:
+            return True
+        try:
+            return self.namespaces(namespace) == answer.ns
+        except Exception:
+            return False  # the full path reports it
