@@ -9,6 +9,7 @@ client's own CPU use so a client-bound figure is visible.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -146,11 +147,17 @@ class _Clock:
         self.cpu_fraction = (time.process_time() - self.cpu) / self.elapsed
 
 
-async def throughput(target: Target, payload: bytes, conns: int, duration: float) -> Stats:
-    """Closed loop: `conns` keep-alive connections, each sends its next request on an answer."""
+async def throughput(
+    target: Target, payload: bytes | list[bytes], conns: int, duration: float
+) -> Stats:
+    """Closed loop: `conns` keep-alive connections, each sends its next request on an answer.
+
+    With a list of payloads, requests cycle through it.
+    """
     stats = Stats()
     pool = [await target.connect() for _ in range(conns)]
     deadline = 0.0
+    cycle = itertools.cycle(payload if isinstance(payload, list) else [payload])
 
     async def worker(conn: _Conn) -> None:
         while True:
@@ -158,7 +165,7 @@ async def throughput(target: Target, payload: bytes, conns: int, duration: float
             if started >= deadline:
                 return
             try:
-                status, _ = await conn.send(payload)
+                status, _ = await conn.send(next(cycle))
             except ConnectionError:
                 stats.errors += 1
                 return

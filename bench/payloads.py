@@ -281,6 +281,13 @@ def deployment_review() -> bytes:
     return encoded(pod())
 
 
+def distinct_reviews(count: int) -> list[bytes]:
+    """`count` reviews of the Deployment pod, each of another pod template (as many
+    Deployments would send): same size, different bytes, so no answer can be reused."""
+    body = deployment_review()
+    return [body.replace(b"7c9d8f6b5d", f"{i:010x}".encode()) for i in range(count)]
+
+
 def sized_review(target: int) -> bytes:
     """A review of about `target` bytes, grown the way real pods grow: containers and env."""
     if target <= 4096:

@@ -125,6 +125,10 @@ class Server:
             self.proc.wait()
         self.log.close()
 
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mib(self) -> dict[str, float]:
         kib = _rss_kib(self.proc.pid)
         return {"rss": round(kib["VmRSS"] / 1024, 1), "hwm": round(kib["VmHWM"] / 1024, 1)}
@@ -267,14 +271,48 @@ async def bench(params: dict[str, Any], workdir: Path, check: bool) -> dict[str,
         slices = params["slices"]
         log("throughput")
         tp = {name: loadgen.Stats() for name in targets}
+        cpu = dict.fromkeys(targets, 0.0)
         for _ in range(slices):
             for name, target in targets.items():
+                before = servers[name].cpu_seconds()
                 tp[name].merge(
                     await loadgen.throughput(
                         target, request, params["throughput_conns"], params["throughput_s"] / slices
                     )
                 )
+                cpu[name] += servers[name].cpu_seconds() - before
         results["throughput"] = {name: s.summary() for name, s in tp.items()}
+
+        # The same, with a different pod template in every request (many Deployments at once):
+        # the webhook's answer cache never hits.
+        log("throughput, distinct pods")
+        distinct = [loadgen.request_bytes("/mutate", b) for b in payloads.distinct_reviews(1024)]
+        tpd = {name: loadgen.Stats() for name in targets}
+        cpud = dict.fromkeys(targets, 0.0)
+        for _ in range(slices):
+            for name, target in targets.items():
+                before = servers[name].cpu_seconds()
+                tpd[name].merge(
+                    await loadgen.throughput(
+                        target,
+                        distinct,
+                        params["throughput_conns"],
+                        params["throughput_s"] / slices,
+                    )
+                )
+                cpud[name] += servers[name].cpu_seconds() - before
+        results["throughput_distinct"] = {name: s.summary() for name, s in tpd.items()}
+        for name, s in tpd.items():
+            results["throughput_distinct"][name]["server_cpu_us_per_review"] = round(
+                cpud[name] / max(1, s.ok) * 1e6, 1
+            )
+        for name, s in tp.items():
+            # CPU time the server process spent per answered review: the capacity figure
+            # that a neighbour taking turns on the server's core cannot skew.
+            results["throughput"][name]["server_cpu_us_per_review"] = round(
+                cpu[name] / max(1, s.ok) * 1e6, 1
+            )
+            results["throughput"][name]["server_cpu_share"] = round(cpu[name] / s.elapsed, 3)
 
         for key, rate, conns in (
             ("rate_200", params["rate_low"], params["rate_low_conns"]),
@@ -388,12 +426,33 @@ def table(r: dict[str, Any]) -> str:
     tp = r["throughput"]
     rows.append(
         (
-            "throughput (closed loop, keep-alive)",
+            "throughput, same pod (closed loop)",
             f"{tp['webhook']['rps']:.0f} req/s",
             f"{tp['baseline']['rps']:.0f} req/s",
             f"{tp['webhook']['rps'] / tp['baseline']['rps']:.2f}x",
         )
     )
+
+    def cpu_row(label: str, block: dict[str, Any]) -> tuple[str, str, str, str]:
+        w, b = block["webhook"], block["baseline"]
+        return (
+            label,
+            f"{w['server_cpu_us_per_review']:.0f} us",
+            f"{b['server_cpu_us_per_review']:.0f} us",
+            f"{b['server_cpu_us_per_review'] / w['server_cpu_us_per_review']:.2f}x capacity",
+        )
+
+    rows.append(cpu_row("server CPU per review (same pod)", tp))
+    td = r["throughput_distinct"]
+    rows.append(
+        (
+            "throughput, distinct pods (no cache hits)",
+            f"{td['webhook']['rps']:.0f} req/s",
+            f"{td['baseline']['rps']:.0f} req/s",
+            f"{td['webhook']['rps'] / td['baseline']['rps']:.2f}x",
+        )
+    )
+    rows.append(cpu_row("server CPU per review (distinct pods)", td))
     for key in ("rate_200", "rate_1000"):
         block = r[key]
         w, b = block["webhook"], block["baseline"]

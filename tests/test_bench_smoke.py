@@ -42,7 +42,7 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
 
     assert result["mode"] == "smoke"
     assert 8 * 1024 <= result["review_bytes"] <= 15 * 1024
-    for phase in ("throughput", "rate_200", "rate_1000", "burst"):
+    for phase in ("throughput", "throughput_distinct", "rate_200", "rate_1000", "burst"):
         for side in ("webhook", "baseline"):
             summary = result[phase][side]
             assert SUMMARY <= summary.keys(), (phase, side, summary)
@@ -52,6 +52,9 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     for key in ("rate_200", "rate_1000"):
         for side in ("webhook", "baseline"):
             assert 0 < result[key][side]["served_fraction"] <= 1
+    for key in ("throughput", "throughput_distinct"):
+        for side in ("webhook", "baseline"):
+            assert result[key][side]["server_cpu_us_per_review"] > 0
     assert set(result["cost"]) == {"2k", "64k", "1m", "env1000"}
     sizes = {label: row["bytes"] for label, row in result["cost"].items()}
     assert sizes["2k"] < 4096 < 60 * 1024 < sizes["64k"] < sizes["1m"]
