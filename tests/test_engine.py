@@ -372,6 +372,7 @@ INVALID = [
     (names.LABELS, '{"a": 1}', "JSON object"),
     (names.LABELS, '{"a": "${LOGAAS_IAM_CLIENT_SECRET}"}', "JSON object"),
     (names.LABELS, '{"a": "line\\nbreak"}', "JSON object"),
+    (names.LABELS, json.dumps({f"k{i}": "v" * 50 for i in range(80)}), "at most 3000"),
     (names.LOG_PATH, "relative/dir", "absolute"),
     (names.LOG_PATH, "/", "absolute"),
     (names.LOG_PATH, "/var/../etc", ".."),
@@ -567,3 +568,9 @@ def test_pod_level_resources_are_shared_by_the_sidecar(injector: Injector) -> No
     # Container requests already add up to the pod-level requests: any sidecar request would
     # make kube-apiserver refuse the pod, so the sidecar takes its share of the pod's budget.
     assert "resources" not in sidecar_of(result)
+
+
+def test_config_lines_fit_fluent_bits_line_buffer() -> None:
+    with pytest.raises(fluentbit.ConfigError, match="exceeds 4094"):
+        fluentbit.render([("OUTPUT", [("default_labels", "x" * 4100)])])
+    assert fluentbit.render([("OUTPUT", [("k", "x" * 4000)])]).count("\n") == 2

@@ -21,6 +21,8 @@ _ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _QUANTITY = re.compile(QUANTITY_PATTERN)
 _GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]-]{1,128}$")
 BUILTIN_PARSERS = ("json", "logfmt", "none")
+# default_labels is one Fluent Bit config line; lines over 4,094 characters fail to load.
+MAX_LABELS_JSON = 3000
 MULTILINE_PARSERS = ("java", "python", "go", "ruby")
 KNOWN = frozenset(
     {
@@ -147,6 +149,14 @@ def parse_options(
     group = _id(annotations, names.GROUP_ID, group, "pod")
     project = _id(annotations, names.PROJECT_ID, project, "pod")
     labels = {**labels, **_labels(annotations, "pod")}
+    rendered = len(json.dumps(labels, separators=(",", ":"), ensure_ascii=False))
+    if rendered > MAX_LABELS_JSON:
+        raise AnnotationError(
+            names.LABELS,
+            annotations.get(names.LABELS, ""),
+            f"accepted: labels whose JSON, merged with the defaults, is at most "
+            f"{MAX_LABELS_JSON} characters (this one is {rendered})",
+        )
 
     log_path = annotations.get(names.LOG_PATH, settings.log_path)
     problem = log_path_problem(log_path)

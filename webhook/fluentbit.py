@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 Section = tuple[str, Sequence[tuple[str, str]]]
 
 # Fluent Bit's classic reader splits a line into key and value at the first whitespace and
-# refuses lines longer than its buffer; keep every line well under it.
-MAX_LINE = 4096
+# reads lines into a 4,096-byte buffer (with its newline and NUL): longer lines fail to load.
+MAX_LINE = 4094
 
 
 class ConfigError(ValueError):
