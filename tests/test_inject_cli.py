@@ -544,3 +544,22 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
     proc.stdout.close()
     proc.wait(timeout=60)
     assert b"Traceback" not in proc.stderr.read()
+
+
+def test_namespace_flag_places_unnamespaced_documents(tmp_path: Path) -> None:
+    """-n decides exclusions and the group policy for documents without a namespace."""
+    config = tmp_path / "config.yaml"
+    config.write_text("group_policy:\n  team-a: [team-a-logs]\n")
+    pod = workload("Pod", {names.INJECT: "true", names.GROUP_ID: "other-logs"})
+    del pod["metadata"]["namespace"]
+    path = write(tmp_path, "pod.yaml", yaml.safe_dump(pod))
+    assert run_cli("-f", path, "--config", str(config)).code == 0, "no namespace: no policy"
+    refused = run_cli("-f", path, "--config", str(config), "-n", "team-a")
+    assert refused.code == 2 and "other-logs" in refused.err and "team-a" in refused.err
+    skipped = run_cli("-f", path, "-n", "kube-system")
+    assert skipped.code == 0 and skipped.docs() == [pod]
+    assert "kube-system is never injected" in skipped.err
+    # A namespace the document names wins over -n.
+    pod["metadata"]["namespace"] = "shop"
+    named = run_cli("-f", write(tmp_path, "named.yaml", yaml.safe_dump(pod)), "-n", "kube-system")
+    assert named.code == 0 and is_injected(named.docs()[0])

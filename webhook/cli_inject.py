@@ -61,6 +61,15 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NAMESPACE",
+        help=(
+            "namespace of documents that name none (as with kubectl apply -n); decides "
+            "exclusions and the log-group policy"
+        ),
+    )
+    parser.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
@@ -118,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
     except (OSError, ValidationError, ValueError) as err:
         return _fail([f"settings {args.config or '(defaults)'}: {err}"])
-    injector = OfflineInjector(settings, namespace_enabled=args.namespace_enabled)
+    injector = OfflineInjector(
+        settings, namespace_enabled=args.namespace_enabled, namespace=args.namespace
+    )
 
     documents: list[Document] = []
     problems: list[str] = []

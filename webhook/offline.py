@@ -169,10 +169,17 @@ def _value_problem(template: Mapping[str, Any], namespace_enabled: bool) -> str 
 class OfflineInjector:
     """The webhook's engine applied to manifests: one per settings and opt-in mode."""
 
-    def __init__(self, settings: Settings, namespace_enabled: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        namespace_enabled: bool = False,
+        namespace: str | None = None,
+    ) -> None:
         self.injector = Injector(settings)
         self.namespace_enabled = namespace_enabled
         self.mode = Mode.NAMESPACE if namespace_enabled else Mode.POD
+        # For documents that name none, as `kubectl apply -n` would put them there.
+        self.namespace = namespace
 
     def inject(self, doc: Any) -> list[Result]:
         """Decide every pod template of a plain document and patch the ones to inject.
@@ -187,7 +194,8 @@ class OfflineInjector:
             if problem:
                 decision = Decision(False, "denied", "invalid-annotation", problem, 400)
             else:
-                decision = self.injector.decide(pod_of(template), self.mode, target.namespace)
+                namespace = target.namespace or self.namespace
+                decision = self.injector.decide(pod_of(template), self.mode, namespace)
             if decision.outcome == "injected":
                 apply_patch(doc, target.pointer, decision.patch)
             results.append(Result(target, decision))
