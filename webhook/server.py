@@ -9,12 +9,13 @@ import os
 import signal
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from webhook import slowclient
 from webhook.app import create_app, json_log_formatter
 from webhook.metrics import Metrics
 from webhook.nscache import NamespaceCache, api_client
@@ -23,6 +24,11 @@ from webhook.settings import Settings
 from webhook.tlsreload import CertificateSource
 
 log = logging.getLogger(__name__)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(f"LOGAAS_{name}")
+    return int(value) if value else default
 
 
 @dataclass(frozen=True)
@@ -34,9 +40,15 @@ class ServeOptions:
     cert_reload_seconds: float = 10.0
     # Bounded concurrency: beyond this many open connections+tasks, uvicorn answers 503
     # instead of queueing without limit (kube-apiserver retries on its side).
-    limit_concurrency: int = 1000
+    limit_concurrency: int = field(default_factory=lambda: _env_int("LIMIT_CONCURRENCY", 1000))
     keep_alive_seconds: int = 30
-    graceful_shutdown_seconds: int = 20
+    graceful_shutdown_seconds: int = field(
+        default_factory=lambda: _env_int("GRACEFUL_SHUTDOWN_SECONDS", 20)
+    )
+    # Slow clients: the request head must arrive within this many seconds (slowloris).
+    header_timeout_seconds: float = field(
+        default_factory=lambda: float(_env_int("HEADER_TIMEOUT_SECONDS", 10))
+    )
     backlog: int = 2048
     # Watch namespaces for their logaas/* defaults (needs API access; off for local runs).
     namespace_watch: bool = False
@@ -66,7 +78,7 @@ def _uvicorn_config(app: Any, options: ServeOptions) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         loop="uvloop",
-        http="httptools",
+        http=slowclient.protocol_class(options.header_timeout_seconds),
         lifespan="off",
         log_config=None,
         access_log=False,
