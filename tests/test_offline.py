@@ -242,3 +242,57 @@ def test_guessed_indentation_is_kept(offline: OfflineInjector) -> None:
     assert "    containers:\n      - name: app\n        image: nginx\n" in out
     assert '        logaas/inject: "true"\n' in out
     validate_strict(yaml.safe_load(out))
+
+
+SCALARS = st.one_of(
+    st.sampled_from([*YAML11_TRAPS, "a: b", "- x", "#x", "---", "...", "multi\nline\n"]),
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=10),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+)
+TREES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=6), inner, max_size=3
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    docs=st.lists(TREES, min_size=1, max_size=4),
+    flow=st.booleans(),
+    explicit=st.booleans(),
+    inject=st.lists(st.booleans(), min_size=4, max_size=4),
+)
+def test_any_stream_round_trips(
+    docs: list[Any], flow: bool, explicit: bool, inject: list[bool]
+) -> None:
+    """Any YAML stream: documents keep their order and meaning, untouched ones their bytes,
+    opted-in Deployments get the sidecar, and a second run changes nothing."""
+    offline = OfflineInjector(load_settings())
+    stream = [
+        deployment(f"d{i}", {names.INJECT: "true"}) if wanted else doc
+        for i, (doc, wanted) in enumerate(zip(docs, inject, strict=False))
+    ]
+    text = yaml.safe_dump_all(stream, default_flow_style=flow, explicit_start=explicit)
+    out = render_yaml(inject_text(text, "s.yaml", offline))
+    got = list(yaml.safe_load_all(out))
+    assert len(got) == len(stream)
+    for before, after in zip(stream, got, strict=True):
+        if isinstance(before, dict) and before.get("kind") == "Deployment":
+            check_injected(after["spec"]["template"], before["spec"]["template"])
+        else:
+            assert after == before
+    if not any(isinstance(d, dict) and d.get("kind") == "Deployment" for d in stream):
+        try:
+            json.loads(text)
+        except ValueError:
+            assert out == text
+        # else: a JSON source, written back as YAML block style
+    assert render_yaml(inject_text(out, "s.yaml", offline)) == out
