@@ -30,8 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from webhook.settings import settings_problem
+
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ValidationError as err:  # settings of a command that does not report them itself
+        print(f"logaas-webhook: {settings_problem(err)}", file=sys.stderr)
+        return 2
     return code
 
 

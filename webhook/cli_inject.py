@@ -26,7 +26,7 @@ from webhook.offline import (
     render_yaml,
     warnings,
 )
-from webhook.settings import load_settings
+from webhook.settings import load_settings, settings_problem
 
 EXIT_INVALID = 2
 
@@ -125,7 +125,9 @@ def _write(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
-    except (OSError, ValidationError, ValueError) as err:
+    except ValidationError as err:
+        return _fail([f"settings {args.config or '(defaults)'}: {settings_problem(err)}"])
+    except (OSError, ValueError) as err:
         return _fail([f"settings {args.config or '(defaults)'}: {err}"])
     injector = OfflineInjector(
         settings, namespace_enabled=args.namespace_enabled, namespace=args.namespace

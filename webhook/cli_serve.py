@@ -85,7 +85,7 @@ def run_certs_generate(args: argparse.Namespace) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     from webhook.server import ServeOptions, configure_logging, serve
-    from webhook.settings import load_settings
+    from webhook.settings import load_settings, settings_problem
 
     configure_logging(args.log_level.upper())
     try:
@@ -93,7 +93,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         return _fail(str(err))
     except ValidationError as err:
-        return _fail(f"invalid settings: {err}")
+        return _fail(f"invalid settings: {settings_problem(err)}")
     if not 0 < args.port < 65536:
         return _fail(f"--port {args.port}: accepted 1-65535")
     if args.workers < 1:

@@ -7,7 +7,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -198,6 +205,16 @@ def log_path_problem(value: str) -> str | None:
     if not re.match(r"^[A-Za-z0-9_./@+-]+$", value) or "//" in value or len(value) > 256:
         return "may only use letters, digits and _ . / @ + - (at most 256 characters)"
     return None
+
+
+def settings_problem(err: ValidationError) -> str:
+    """A settings error without the offending values: a credential put in the wrong place
+    (env var, config file) must not end up in a log or a terminal."""
+    parts = [
+        f"{'.'.join(str(p) for p in item['loc']) or 'settings'}: {item['msg']}"
+        for item in err.errors(include_input=False, include_url=False)
+    ]
+    return f"{len(parts)} invalid setting(s): " + "; ".join(parts)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
