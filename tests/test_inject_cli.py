@@ -563,3 +563,17 @@ def test_namespace_flag_places_unnamespaced_documents(tmp_path: Path) -> None:
     pod["metadata"]["namespace"] = "shop"
     named = run_cli("-f", write(tmp_path, "named.yaml", yaml.safe_dump(pod)), "-n", "kube-system")
     assert named.code == 0 and is_injected(named.docs()[0])
+
+
+def test_crlf_files_stay_crlf(tmp_path: Path) -> None:
+    text = MULTI.replace("\n", "\r\n")
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(text.encode())
+    run = run_cli("-f", str(path))
+    assert run.code == 0
+    assert run.out.count("\r\n") == run.out.count("\n"), "no bare LF"
+    after = run.docs()
+    check_injected(templates(after[1])[0], templates(list(yaml.safe_load_all(MULTI))[1])[0])
+    again = tmp_path / "again.yaml"
+    again.write_bytes(run.out.encode())
+    assert run_cli("-f", str(again)).out == run.out

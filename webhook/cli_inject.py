@@ -105,9 +105,12 @@ def _sources(name: str) -> list[str]:
 
 
 def _read(name: str) -> str:
+    """The text as it is, line endings included (a CRLF file stays CRLF)."""
     if name == "-":
-        return sys.stdin.read()
-    return Path(name).read_text(encoding="utf-8-sig")
+        stdin = getattr(sys.stdin, "buffer", None)
+        return stdin.read().decode("utf-8-sig") if stdin is not None else sys.stdin.read()
+    with open(name, encoding="utf-8-sig", newline="") as handle:
+        return handle.read()
 
 
 def _write(text: str) -> int:

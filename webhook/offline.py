@@ -533,6 +533,8 @@ def render_yaml(documents: list[Document]) -> str:
             chunk = document.text
         else:
             chunk = _header(document.text) + _dump(document)
+            if document.text and "\r\n" in document.text:
+                chunk = chunk.replace("\r\n", "\n").replace("\n", "\r\n")  # keep CRLF files CRLF
         if chunks and not _starts_with_marker(chunk):
             chunk = "---\n" + chunk
         if chunk and not chunk.endswith("\n"):
