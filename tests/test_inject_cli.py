@@ -572,8 +572,11 @@ def test_crlf_files_stay_crlf(tmp_path: Path) -> None:
     run = run_cli("-f", str(path))
     assert run.code == 0
     assert run.out.count("\r\n") == run.out.count("\n"), "no bare LF"
-    after = run.docs()
-    check_injected(templates(after[1])[0], templates(list(yaml.safe_load_all(MULTI))[1])[0])
+    after, before = run.docs(), list(yaml.safe_load_all(MULTI))
+    assert [d["kind"] for d in after] == ["ConfigMap", "Deployment", "Service"]
+    assert (after[0], after[2]) == (before[0], before[2])
+    check_injected(templates(after[1])[0], templates(before[1])[0])
+    assert "# Shop frontend" in run.out and "replicas: 2   # two are enough" in run.out
     again = tmp_path / "again.yaml"
     again.write_bytes(run.out.encode())
     assert run_cli("-f", str(again)).out == run.out

@@ -250,8 +250,9 @@ _KubeLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
-_START = re.compile(r"^---(?:[ \t]|$)")
-_END = re.compile(r"^\.\.\.(?:[ \t]|$)")
+# Document markers; a line's own break (LF or CRLF) may follow.
+_START = re.compile(r"^---(?:[ \t]|\r?\n?$)")
+_END = re.compile(r"^\.\.\.(?:[ \t]|\r?\n?$)")
 
 
 class _Named(io.StringIO):
