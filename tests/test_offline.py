@@ -269,9 +269,10 @@ TREES = st.recursive(
     flow=st.booleans(),
     explicit=st.booleans(),
     inject=st.lists(st.booleans(), min_size=4, max_size=4),
+    crlf=st.booleans(),
 )
 def test_any_stream_round_trips(
-    docs: list[Any], flow: bool, explicit: bool, inject: list[bool]
+    docs: list[Any], flow: bool, explicit: bool, inject: list[bool], crlf: bool
 ) -> None:
     """Any YAML stream: documents keep their order and meaning, untouched ones their bytes,
     opted-in Deployments get the sidecar, and a second run changes nothing."""
@@ -281,6 +282,8 @@ def test_any_stream_round_trips(
         for i, (doc, wanted) in enumerate(zip(docs, inject, strict=False))
     ]
     text = yaml.safe_dump_all(stream, default_flow_style=flow, explicit_start=explicit)
+    if crlf:
+        text = text.replace("\n", "\r\n")
     out = render_yaml(inject_text(text, "s.yaml", offline))
     got = list(yaml.safe_load_all(out))
     assert len(got) == len(stream)
