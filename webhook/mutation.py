@@ -169,6 +169,31 @@ def _container_ok(container: Any, app: bool) -> bool:
 
 
 CONFIG_CACHE_SIZE = 1024
+# kube-apiserver rejects a pod whose annotations (keys and values) total more than 256 KiB.
+MAX_ANNOTATION_BYTES = 256 * 1024
+
+
+class AnnotationsTooLarge(ValueError):
+    """The rendered config would push the pod's annotations over the API server's limit."""
+
+
+def _annotation_bytes(annotations: Mapping[str, str]) -> int:
+    return sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+
+
+def _check_annotation_size(
+    annotations: Mapping[str, str], added: Mapping[str, str], options: Options
+) -> None:
+    before = _annotation_bytes(annotations)
+    after = _annotation_bytes({**annotations, **added})
+    # Already over the limit: the API server rejects the pod for the user's own annotations.
+    if before <= MAX_ANNOTATION_BYTES < after:
+        raise AnnotationsTooLarge(
+            f"the Fluent Bit config for {len(options.containers)} containers would make the "
+            f"pod's annotations {after} bytes, over the API server's limit of "
+            f"{MAX_ANNOTATION_BYTES}; accepted: annotation {names.CONTAINERS} listing only the "
+            "containers whose logs should be shipped"
+        )
 
 
 class Injector:
@@ -239,7 +264,10 @@ class Injector:
         if conflict:
             return denied("conflict", conflict, 400)
 
-        patch = self._patch(meta, spec, options)
+        try:
+            patch = self._patch(meta, spec, options)
+        except AnnotationsTooLarge as err:
+            return denied("config-too-large", str(err), 400)
         return Decision(
             True,
             "injected",
@@ -336,6 +364,7 @@ class Injector:
             names.FLUENT_BIT_CONFIG: config,
             names.FLUENTBIT_EXCLUDE: "true",
         }
+        _check_annotation_size(meta.get("annotations") or {}, new_annotations, options)
         if "metadata" not in meta and not meta:
             ops.append(
                 {"op": "add", "path": "/metadata", "value": {"annotations": new_annotations}}
