@@ -350,6 +350,17 @@ def review_of(pod: Any, draw: st.DrawFn | None = None) -> JSON:
 # --- the checks ---------------------------------------------------------------------------------
 
 
+MAX_ANNOTATION_BYTES = 256 * 1024
+
+
+def annotation_bytes(pod: Any) -> int:
+    meta = pod.get("metadata") if isinstance(pod, dict) else None
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    if not isinstance(annotations, dict):
+        return 0
+    return sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+
+
 class Collector:
     """Runs reviews through the app, checks each answer, keeps the patches to verify in bulk."""
 
@@ -410,6 +421,9 @@ class Collector:
                     assert not problems, f"valid pod became invalid: {problems}\nops: {ops}"
                 annotations = result["metadata"]["annotations"]
                 assert annotations[names.STATUS] == names.STATUS_INJECTED
+                # kube-apiserver's limit on all annotations together (keys and values).
+                if annotation_bytes(pod) <= MAX_ANNOTATION_BYTES:
+                    assert annotation_bytes(result) <= MAX_ANNOTATION_BYTES
                 sidecars = [
                     c
                     for key in ("containers", "initContainers")
@@ -591,7 +605,9 @@ def _big_pod(count: int, value_size: int = 0) -> JSON:
 
 
 def test_thousand_containers_and_huge_values(collector: Collector) -> None:
-    for pod in (_big_pod(1000), _big_pod(3, value_size=2_500_000)):
+    few = _big_pod(1000)
+    few["metadata"]["annotations"][names.CONTAINERS] = "c0,c500,c999"
+    for pod in (few, _big_pod(3, value_size=2_500_000)):
         for path in PATHS:
             response = collector.review(path, review_of(pod))
             assert response is not None and response["allowed"]
@@ -601,6 +617,14 @@ def test_thousand_containers_and_huge_values(collector: Collector) -> None:
     pod, ops, *_ = collector.patched[0]
     sidecar = next(op["value"][0] for op in ops if op["path"] == "/spec/initContainers")
     assert sidecar["ports"][0]["containerPort"] == 3020
+    # A config for all 1000 would not fit in the API server's 256 KiB of annotations: a clear
+    # 400 instead of a patch the API server would reject.
+    for path in PATHS:
+        response = collector.review(path, review_of(_big_pod(1000)))
+        assert response is not None and response["allowed"] is False
+        assert response["status"]["code"] == 400
+        assert names.CONTAINERS in response["status"]["message"]
+        assert "262144" in response["status"]["message"]
 
 
 def _corpus_pods() -> list[tuple[str, JSON]]:
