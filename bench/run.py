@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime as dt
 import gc
 import os
@@ -26,6 +27,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,18 +105,30 @@ def _rss_kib(pid: int) -> dict[str, int]:
 
 
 class Server:
-    def __init__(self, name: str, argv: list[str], port: int, logdir: Path) -> None:
+    def __init__(self, name: str, argv: list[str], port: int) -> None:
         self.name = name
         self.port = port
-        self.log_path = logdir / f"{name}.log"
-        self.log = self.log_path.open("wb")
+        # Output goes to a pipe that a thread drains, as a container runtime reads a pod's
+        # stderr (a file on a busy disk would stall the server on writeback instead).
+        self.tail = collections.deque(maxlen=200)
         self.proc = subprocess.Popen(
             argv,
-            stdout=self.log,
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             preexec_fn=_pin(SERVER_CORE),
             cwd=ROOT,
         )
+        self.lines = 0
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines += 1
+            self.tail.append(line)
+
+    def output(self) -> str:
+        return b"".join(self.tail).decode(errors="replace")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -123,7 +137,6 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        self.log.close()
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -139,9 +152,7 @@ async def _wait_ready(target: loadgen.Target, server: Server) -> None:
     probe = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n"
     while True:
         if server.proc.poll() is not None:
-            raise SystemExit(
-                f"{server.name} exited: {server.log_path.read_text(errors='replace')[-2000:]}"
-            )
+            raise SystemExit(f"{server.name} exited: {server.output()[-2000:]}")
         try:
             status, _ = await target.once(probe)
             if status in (200, 404):
@@ -232,13 +243,11 @@ async def bench(params: dict[str, Any], workdir: Path, check: bool) -> dict[str,
             "1",
         ],
         wport,
-        workdir,
     )
     baseline = Server(
         "baseline",
         [sys.executable, str(HERE / "baseline.py"), "--port", str(bport), "--cert-dir", str(certs)],
         bport,
-        workdir,
     )
     targets = {
         "baseline": loadgen.Target("127.0.0.1", bport, ctx),
@@ -383,6 +392,8 @@ async def bench(params: dict[str, Any], workdir: Path, check: bool) -> dict[str,
             "growth_pct": round((after["rss"] - before) / before * 100, 2),
         }
         results["rss_peak_mib"] = after["hwm"]
+        # The JSON review log was on (one line per review, drained like a runtime would).
+        results["webhook_log_lines"] = webhook.lines
     finally:
         webhook.stop()
         baseline.stop()

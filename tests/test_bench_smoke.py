@@ -63,6 +63,8 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
         assert row["us_per_review"] > 0 and row["us_per_kb"] > 0 and row["per_kb_vs_2k"] > 0
     assert result["rss_idle_mib"] > 0 and result["rss_peak_mib"] >= result["rss_idle_mib"]
     assert result["soak"]["reviews"] >= 2000 and result["soak"]["errors"] == 0
+    # Production settings: the JSON review log is on, one line per review.
+    assert result["webhook_log_lines"] >= result["soak"]["reviews"]
     assert {"rss_before_mib", "rss_after_mib", "growth_pct"} <= result["soak"].keys()
     assert set(result["targets"]) == TARGETS
     for target in result["targets"].values():
