@@ -733,6 +733,8 @@ def test_fuzz_over_real_tls(cert_dir: Path, tmp_path: Path) -> None:
             answers = list(pool.map(send, bodies))
         for status, content, uid in answers:
             check_answer(status, content, uid)
-        assert sum(1 for status, *_ in answers if status == 200) > 150
+        refused = [content[:200] for status, content, uid in answers if uid and status != 200]
+        assert not refused, refused  # only the deliberately truncated bodies get a 400
+        assert sum(1 for status, *_ in answers if status == 200) >= 50
         with pytest.raises(httpx.ConnectError):  # the server's CA is required
             httpx.get(f"{server.url}/healthz", verify=True)
