@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
+from kubernetes_validate.utils import Registry, Resource, all_versions, schema_contents
 
 # 1.29 is the first release with native sidecars on by default; the other is the newest shipped.
 K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version().rsplit(".", 1)[0])
@@ -63,29 +66,46 @@ def kubectl_patch(obj: dict[str, Any], patch: list[dict[str, Any]]) -> dict[str,
     return result
 
 
-def validate_strict(obj: dict[str, Any], versions: tuple[str, ...] = K8S_VERSIONS) -> None:
-    """Raise if obj is not valid under Kubernetes' own schema, strict (no unknown fields)."""
-    for version in versions:
-        kubernetes_validate.validate(obj, version, strict=True)
+class SchemaError(AssertionError):
+    pass
 
 
-def schema_errors(obj: dict[str, Any], version: str) -> set[tuple[str, str]]:
-    """Every strict-schema error of obj for one version, as (path, message)."""
-    import re
-
-    import jsonschema
-    from kubernetes_validate.utils import Registry, Resource, all_versions, schema_contents
-
+@functools.cache
+def validator(kind: str, api_version: str, version: str) -> jsonschema.Validator | None:
+    """kubernetes-validate's strict schema for one kind and release, built once (its
+    validate() re-reads the multi-megabyte definitions file on every call); None when the
+    release has no schema for the kind."""
     full = [v for v in all_versions() if v.rsplit(".", 1)[0] == version][-1]
-    api_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", obj["apiVersion"])
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
     root = f"kubernetes-json-schema/v{full}-local-strict"
-    schema = schema_contents(f"{root}/{obj['kind'].lower()}-{api_version}.json", full)
+    try:
+        schema = schema_contents(f"{root}/{kind.lower()}-{group_version}.json", full)
+    except FileNotFoundError:
+        return None
     definitions = schema_contents(f"{root}/_definitions.json", full)
     registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
-    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    checker: jsonschema.Validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    return checker
+
+
+def schema_errors(obj: dict[str, Any], version: str) -> set[tuple[str, str]] | None:
+    """Every strict-schema error of obj as (path, message); None when no schema has the kind."""
+    checker = validator(str(obj.get("kind")), str(obj.get("apiVersion")), version)
+    if checker is None:
+        return None
     return {
-        ("/".join(str(p) for p in e.absolute_path), e.message) for e in validator.iter_errors(obj)
+        ("/".join(str(p) for p in e.absolute_path), e.message) for e in checker.iter_errors(obj)
     }
+
+
+def validate_strict(obj: dict[str, Any], versions: tuple[str, ...] = K8S_VERSIONS) -> None:
+    """Raise unless obj is valid under Kubernetes' own schema, strict (no unknown fields)."""
+    for version in versions:
+        errors = schema_errors(obj, version)
+        if errors is None:
+            raise SchemaError(f"no {version} schema for {obj.get('apiVersion')}/{obj.get('kind')}")
+        if errors:
+            raise SchemaError(f"invalid for Kubernetes {version}: {sorted(errors)[:5]}")
 
 
 def validate_as_input(original: dict[str, Any], result: dict[str, Any]) -> list[str]:
@@ -97,14 +117,11 @@ def validate_as_input(original: dict[str, Any], result: dict[str, Any]) -> list[
     """
     versions = []
     for version in K8S_VERSIONS:
-        try:
-            kubernetes_validate.validate(original, version, strict=True)
-        except kubernetes_validate.ValidationError:
-            continue
-        kubernetes_validate.validate(result, version, strict=True)
-        versions.append(version)
+        if schema_errors(original, version) == set():
+            validate_strict(result, (version,))
+            versions.append(version)
     if not versions:
         newest = K8S_VERSIONS[-1]
-        new = schema_errors(result, newest) - schema_errors(original, newest)
+        new = (schema_errors(result, newest) or set()) - (schema_errors(original, newest) or set())
         assert not new, f"injection added schema errors: {new}"
     return versions

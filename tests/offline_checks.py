@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import io
-import re
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
 import yaml
-from kubernetes_validate.utils import Registry, Resource, all_versions, schema_contents
 
 from tests.kube import K8S_VERSIONS, validate_strict
 from tests.test_engine import assert_contract
@@ -123,30 +119,3 @@ def validate(doc: dict[str, Any], versions: tuple[str, ...] = K8S_VERSIONS) -> N
 
 
 WORKLOAD_KINDS = tuple(TEMPLATE_PATHS)
-
-
-@functools.cache
-def _validator(kind: str, api_version: str, version: str) -> jsonschema.Validator | None:
-    """kubernetes-validate's strict schema for one kind, built once (its validate() re-reads
-    the multi-megabyte definitions file on every call)."""
-    full = [v for v in all_versions() if v.rsplit(".", 1)[0] == version][-1]
-    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-    root = f"kubernetes-json-schema/v{full}-local-strict"
-    try:
-        schema = schema_contents(f"{root}/{kind.lower()}-{group_version}.json", full)
-    except FileNotFoundError:
-        return None
-    definitions = schema_contents(f"{root}/_definitions.json", full)
-    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
-    validator: jsonschema.Validator = jsonschema.Draft202012Validator(schema, registry=registry)
-    return validator
-
-
-def schema_errors(obj: dict[str, Any], version: str) -> set[tuple[str, str]] | None:
-    """Every strict-schema error of obj as (path, message); None when no schema has the kind."""
-    validator = _validator(str(obj.get("kind")), str(obj.get("apiVersion")), version)
-    if validator is None:
-        return None
-    return {
-        ("/".join(str(p) for p in e.absolute_path), e.message) for e in validator.iter_errors(obj)
-    }

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube import K8S_VERSIONS
-from tests.offline_checks import check_injected, is_injected, run_cli, schema_errors, templates
+from tests.kube import K8S_VERSIONS, schema_errors
+from tests.offline_checks import check_injected, is_injected, run_cli, templates
 from webhook import names
 from webhook.offline import find_templates, parse, pod_of, resolve
 
