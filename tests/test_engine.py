@@ -83,8 +83,12 @@ def assert_contract(result: dict[str, Any], native: bool = True) -> None:
     assert sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"]
     assert sc["readOnlyRootFilesystem"] and sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
-    for kind in ("requests", "limits"):
-        assert set(sidecar["resources"][kind]) == {"cpu", "memory"}
+    if spec.get("resources"):
+        # Pod-level resources: the sidecar shares the pod's budget.
+        assert "resources" not in sidecar
+    else:
+        for kind in ("requests", "limits"):
+            assert set(sidecar["resources"][kind]) == {"cpu", "memory"}
     assert sidecar["livenessProbe"]["httpGet"]["port"] == "logaas-http"
     env = {e["name"]: e["valueFrom"] for e in sidecar["env"]}
     for var in (names.ENV_CLIENT_ID, names.ENV_CLIENT_SECRET):
