@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from webhook import names
+from webhook.settings import Settings
+
 # A section is its name (SERVICE, INPUT, FILTER, OUTPUT, PARSER, MULTILINE_PARSER) and its
 # ordered key/value pairs; keys may repeat (e.g. record_modifier's Record).
 Section = tuple[str, Sequence[tuple[str, str]]]
@@ -52,3 +55,20 @@ def parse(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
             raise ConfigError(f"line {number}: key {key!r} has no value")
         sections[-1][1].append((key, value.strip()))
     return sections
+
+
+def logaas_destination(
+    settings: Settings, project_id: str, group_id: str, labels_json: str, storage_limit: str
+) -> list[tuple[str, str]]:
+    """The logaas output's keys after Name/Alias/Match; credentials only as ${VAR}."""
+    return [
+        ("address", settings.logaas_address),
+        ("iam_address", settings.iam_address),
+        ("iam_client_id", "${" + names.ENV_CLIENT_ID + "}"),
+        ("iam_client_secret", "${" + names.ENV_CLIENT_SECRET + "}"),
+        ("default_project_id", project_id),
+        ("default_group_id", group_id),
+        ("default_labels", labels_json),
+        ("Retry_Limit", "no_limits"),
+        ("storage.total_limit_size", storage_limit),
+    ]

@@ -141,13 +141,11 @@ def output_pairs(settings: Settings, options: Options, match: str) -> list[tuple
     return [
         ("Name", "logaas"),
         ("Match", match),
-        ("address", settings.logaas_address),
-        ("iam_address", settings.iam_address),
-        ("iam_client_id", "${" + names.ENV_CLIENT_ID + "}"),
-        ("iam_client_secret", "${" + names.ENV_CLIENT_SECRET + "}"),
-        ("default_project_id", options.project_id),
-        ("default_group_id", options.group_id),
-        ("default_labels", labels),
-        ("Retry_Limit", "no_limits"),
-        ("storage.total_limit_size", settings.sidecar.storage_limit),
+        *fluentbit.logaas_destination(
+            settings,
+            options.project_id,
+            options.group_id,
+            labels,
+            settings.sidecar.storage_limit,
+        ),
     ]

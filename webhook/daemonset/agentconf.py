@@ -18,7 +18,7 @@ and each namespace appears in exactly one output's alternation.
 
 from __future__ import annotations
 
-from webhook import fluentbit, names
+from webhook import fluentbit
 from webhook.daemonset.routing import (
     CONTAINERS_DIR,
     PATH_PREFIX_RE,
@@ -110,15 +110,9 @@ def logaas_output(settings: Settings, route: Route, alias: str, match: Pairs) ->
             ("Name", "logaas"),
             ("Alias", alias),
             *match,
-            ("address", settings.logaas_address),
-            ("iam_address", settings.iam_address),
-            ("iam_client_id", "${" + names.ENV_CLIENT_ID + "}"),
-            ("iam_client_secret", "${" + names.ENV_CLIENT_SECRET + "}"),
-            ("default_project_id", route.project_id),
-            ("default_group_id", route.group_id),
-            ("default_labels", route.labels_json),
-            ("Retry_Limit", "no_limits"),
-            ("storage.total_limit_size", STORAGE_LIMIT),
+            *fluentbit.logaas_destination(
+                settings, route.project_id, route.group_id, route.labels_json, STORAGE_LIMIT
+            ),
         ],
     )
 
