@@ -189,6 +189,10 @@ def serve(settings: Settings, options: ServeOptions, background: Any = None) -> 
                 code = 1
             os._exit(code)
         children.append(pid)
+    # The parent never accepts: holding its copy of the listening socket open would let the
+    # kernel keep completing handshakes for connections nobody serves once the workers close
+    # theirs at SIGTERM (clients hang instead of being refused and retrying elsewhere).
+    sock.close()
     if background is not None:
         background(stop)
 
