@@ -208,9 +208,12 @@ def test_many_concurrent_reviews_all_answered(server: Server) -> None:
             list(pool.map(send, range(300)))
 
 
-def test_sigterm_finishes_in_flight_reviews(cert_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_finishes_in_flight_reviews(cert_dir: Path, tmp_path: Path, workers: int) -> None:
     body = review_body("in-flight")
-    with serve(cert_dir, tmp_path, env={"LOGAAS_GRACEFUL_SHUTDOWN_SECONDS": "20"}) as server:
+    env = {"LOGAAS_GRACEFUL_SHUTDOWN_SECONDS": "20"}
+    args = ["--workers", str(workers)]
+    with serve(cert_dir, tmp_path, env=env, args=args) as server:
         inflight = []
         for _ in range(3):
             sock = server.tls_socket(timeout=20)
