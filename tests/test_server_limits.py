@@ -162,6 +162,28 @@ def test_slow_headers_are_dropped_and_others_still_answered(server: Server) -> N
     answer_ok(server)
 
 
+def test_endless_request_head_gets_431(server: Server) -> None:
+    """A client streaming an endless header is cut off at 64 KiB (the parser would otherwise
+    buffer all of it: ~90 MB of server memory for a 300 MB header)."""
+    with server.tls_socket(timeout=10) as sock:
+        sock.sendall(b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nX-Junk: ")
+        try:
+            for _ in range(64):  # up to 64 MB, at full speed
+                sock.sendall(b"a" * 1024 * 1024)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass
+        status, body = read_response(sock)
+    assert status == 431
+    assert "65536" in json.loads(body)["error"]
+    # A big but bounded head (60 KiB of headers) is still served.
+    with server.client(timeout=5) as client:
+        answer = client.post(
+            "/mutate", content=review_body("big-head"), headers={"x-big": "b" * 60_000}
+        )
+    check_answer(answer.status_code, answer.content, "big-head")
+    answer_ok(server)
+
+
 def test_slow_body_gets_408(server: Server) -> None:
     body = review_body()
     with server.tls_socket(timeout=BODY_TIMEOUT + 10) as sock:
