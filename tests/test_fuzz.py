@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import string
 import uuid
 from collections.abc import Callable, Iterator
@@ -53,8 +54,12 @@ FUZZ = settings(
 )
 
 
+# FUZZ_SCALE=10 multiplies every example count, for a deeper run by hand.
+SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
+
+
 def fuzz(examples: int) -> settings:
-    return settings(FUZZ, max_examples=examples)
+    return settings(FUZZ, max_examples=max(1, int(examples * SCALE)))
 
 
 # Namespaces the webhook's watched cache knows: defaults, a bad default, a policy-bound one.
