@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -130,22 +131,21 @@ class MutateEndpoint:
                 self._injections[result.namespace] = injected
             injected.inc()
         if review_log.isEnabledFor(logging.INFO):
-            review_log.info(
-                "review",
-                extra={
-                    "review": {
-                        "uid": result.uid,
-                        "endpoint": self.endpoint,
-                        "namespace": result.namespace,
-                        "pod": result.pod,
-                        "decision": decision.outcome,
-                        "reason": decision.reason,
-                        "allowed": decision.allowed,
-                        "dry_run": result.dry_run,
-                        "duration_ms": round(elapsed * 1000, 3),
-                    }
-                },
-            )
+            fields = {
+                "uid": result.uid,
+                "endpoint": self.endpoint,
+                "namespace": result.namespace,
+                "pod": result.pod,
+                "decision": decision.outcome,
+                "reason": decision.reason,
+                "allowed": decision.allowed,
+                "dry_run": result.dry_run,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+            if _direct_log is not None and _direct_log.active():
+                _direct_log.write(fields)
+            else:
+                review_log.info("review", extra={"review": fields})
 
     async def _reject(self, send: Send, status: int, message: str) -> None:
         self.metrics.rejected.labels(str(status)).inc()
@@ -207,6 +207,69 @@ def create_app(
     return app
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+
+
+class DirectReviewLog:
+    """Review lines written straight to the log stream's file descriptor.
+
+    `serve` logs one JSON line per review to stderr through its own handler; going through
+    `logging` for each (LogRecord, handler chain, formatter, text layer) cost ~20% of the
+    server's throughput on cached reviews. This writes the same line (same keys, order and
+    timestamp format as json_log_formatter) with one orjson call and one write. It is used
+    only while serve's configure_logging handler is the only one in the way (anyone who
+    reconfigures logging gets the lines through logging again); the level is still honoured
+    (review_log.isEnabledFor). A failed write drops the line, as logging's handler would.
+    """
+
+    def __init__(self, fd: int, handler: logging.Handler) -> None:
+        self.fd = fd
+        self.handler = handler
+        self._root = logging.getLogger()
+        self._second = -1
+        self._head: dict[str, Any] = {}
+
+    def active(self) -> bool:
+        handlers = self._root.handlers
+        return (
+            len(handlers) == 1
+            and handlers[0] is self.handler
+            and not self.handler.filters
+            and self.handler.level <= logging.INFO
+            and not review_log.handlers
+            and not review_log.filters
+            and review_log.propagate
+        )
+
+    def write(self, fields: dict[str, Any]) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._head = {
+                "ts": time.strftime(TIME_FORMAT, time.localtime(now)),
+                "level": "info",
+                "logger": review_log.name,
+                "msg": "review",
+            }
+        data = orjson.dumps({**self._head, **fields}, option=orjson.OPT_APPEND_NEWLINE)
+        try:
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except OSError:
+            pass
+
+
+_direct_log: DirectReviewLog | None = None
+
+
+def log_reviews_directly(fd: int | None, handler: logging.Handler | None = None) -> None:
+    """Write review lines straight to `fd`, the stream of `handler`, the root logger's only
+    handler; None: through logging."""
+    global _direct_log
+    _direct_log = DirectReviewLog(fd, handler) if fd is not None and handler else None
+
+
 def json_log_formatter() -> logging.Formatter:
     """One JSON object per line; review lines carry their fields at the top level."""
 
@@ -217,7 +280,7 @@ def json_log_formatter() -> logging.Formatter:
         def format(self, record: logging.LogRecord) -> str:
             second = int(record.created)
             if second != self._second:  # strftime once a second, not once a line
-                self._second, self._ts = second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z")
+                self._second, self._ts = second, self.formatTime(record, TIME_FORMAT)
             line: dict[str, Any] = {
                 "ts": self._ts,
                 "level": record.levelname.lower(),

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import uvicorn
 
 from webhook import slowclient
-from webhook.app import create_app, json_log_formatter
+from webhook.app import create_app, json_log_formatter, log_reviews_directly
 from webhook.metrics import Metrics
 from webhook.nscache import NamespaceCache, api_client
 from webhook.review import NamespaceLookup
@@ -67,6 +68,11 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Review lines (one per admission) go to the same stream without the logging machinery.
+    try:
+        log_reviews_directly(sys.stderr.fileno(), handler)
+    except (AttributeError, OSError, ValueError):  # stderr without a file descriptor
+        log_reviews_directly(None)
 
 
 def _reload_loop(source: CertificateSource, every: float, stop: threading.Event) -> None:
