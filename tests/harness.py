@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -70,6 +71,19 @@ def _escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
 
+# Characters YAML 1.2 does not allow unescaped (outside its printable set); json.dumps leaves
+# them raw with ensure_ascii=False.
+_YAML_UNPRINTABLE = re.compile("[\x7f-\x84\x86-\x9f\ufffe\uffff]")
+
+
+def _yaml_safe_json(value: Any) -> str:
+    """JSON that kubectl's YAML reader takes: raw UTF-8 (it rejects the surrogate-pair escapes
+    json.dumps writes for astral characters), with the characters YAML cannot hold raw written
+    as JSON escapes. The same JSON document either way."""
+    text = json.dumps(value, ensure_ascii=False)
+    return _YAML_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _carrier_patch(items: Sequence[tuple[JSON, list[JSON]]]) -> tuple[list[JSON] | None, str]:
     carrier: JSON = {
         "apiVersion": "v1",
@@ -87,10 +101,8 @@ def _carrier_patch(items: Sequence[tuple[JSON, list[JSON]]]) -> tuple[list[JSON]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp, "obj.json")
         patch_file = Path(tmp, "patch.json")
-        # kubectl reads the files as YAML, which rejects JSON's \ud83d\udc4d surrogate-pair
-        # escapes; raw UTF-8 is the same JSON document.
-        src.write_text(json.dumps(carrier, ensure_ascii=False), encoding="utf-8")
-        patch_file.write_text(json.dumps(ops, ensure_ascii=False), encoding="utf-8")
+        src.write_text(_yaml_safe_json(carrier), encoding="utf-8")
+        patch_file.write_text(_yaml_safe_json(ops), encoding="utf-8")
         proc = subprocess.run(
             [kubectl(), "patch", "--local", "--type=json", "-f", str(src),
              "--patch-file", str(patch_file), "-o", "json"],
