@@ -52,7 +52,7 @@ CLIENT_CORE = 1
 FULL = {
     "throughput_s": 8.0,
     "throughput_conns": 32,
-    "rate_s": 10.0,
+    "rate_s": 20.0,
     "rate_low": 200,
     "rate_low_conns": 50,
     "rate_high": 1000,
