@@ -63,7 +63,7 @@ FULL = {
     "soak_conns": 32,
     "cost_seconds": 1.5,
     "slices": 4,
-    "burst_rounds": 2,
+    "burst_rounds": 4,
 }
 SMOKE = {
     **FULL,
