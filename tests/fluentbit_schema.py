@@ -11,7 +11,7 @@ from pathlib import Path
 
 from webhook import fluentbit
 
-SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "fluent-bit" / "schema-3.2.0.json"
+SCHEMA = Path(__file__).resolve().parent / "data" / "fluent-bit-schema-3.2.0.json"
 
 # Keys every plugin of a kind accepts (Fluent Bit manual, "Configuration file" and
 # "Buffering & Storage"); the schema lists only each plugin's own properties.

@@ -19,13 +19,13 @@ import yaml
 
 from tests.kube import K8S_VERSIONS, schema_errors
 from tests.offline_checks import check_injected, is_injected, run_cli, templates
+from tests.shared import CORPUS, CORPUS_FILES, requires_corpus
 from webhook import names
 from webhook.offline import find_templates, parse, pod_of, resolve
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "k8s-website-examples"
-FILES = sorted(CORPUS.rglob("*.yaml")) if CORPUS.is_dir() else []
+FILES = [CORPUS / name for name in CORPUS_FILES]
 
-pytestmark = pytest.mark.skipif(not FILES, reason=f"corpus not present at {CORPUS}")
+pytestmark = requires_corpus
 
 
 def test_corpus_is_complete() -> None:

@@ -17,15 +17,15 @@ import yaml
 
 from tests.builders import admission_review
 from tests.kube import kubectl_patch, validate_as_input
+from tests.shared import CORPUS, CORPUS_FILES, requires_corpus
 from webhook.app import create_app
 from webhook.mutation import targets_windows
 from webhook.offline import find_templates, pod_of, resolve
 from webhook.settings import load_settings
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "k8s-website-examples"
-FILES = sorted(p.relative_to(CORPUS).as_posix() for p in CORPUS.rglob("*.yaml"))
+FILES = CORPUS_FILES
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, requires_corpus]
 
 
 def pods_in(path: Path) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ and the classic sidecar.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +19,11 @@ from hypothesis import strategies as st
 from tests import pss
 from tests.builders import pod
 from tests.harness import JSON, kubectl_patch_many
+from tests.shared import CORPUS, requires_corpus
 from webhook import names
 from webhook.mutation import Injector, Mode
 from webhook.settings import load_settings
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "k8s-website-examples"
 CONTAINER_SC = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
@@ -264,7 +263,7 @@ def _corpus_pods() -> list[tuple[str, JSON]]:
     return found
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
+@requires_corpus
 def test_real_world_pods_keep_their_level() -> None:
     injector = Injector(load_settings())
     items, sources = [], []
