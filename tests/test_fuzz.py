@@ -39,12 +39,12 @@ from tests.harness import (
     serve,
 )
 from tests.kube import validate_strict
+from tests.shared import CORPUS, requires_corpus
 from webhook import names
 from webhook.app import create_app
 from webhook.mutation import NamespaceInfo
 from webhook.settings import load_settings
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "k8s-website-examples"
 PATHS = ("/mutate", "/mutate/namespace")
 FUZZ = settings(
     deadline=None,
@@ -652,7 +652,7 @@ def _corpus_pods() -> list[tuple[str, JSON]]:
     return found
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
+@requires_corpus
 def test_real_world_pods(collector: Collector) -> None:
     """Every pod and pod template of the Kubernetes documentation's examples, opted in."""
     pods = _corpus_pods()
