@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
 import json
 import os
 import re
@@ -25,31 +24,14 @@ from typing import Any
 
 import httpx
 import jsonschema
-from kubernetes_validate.utils import all_versions, major_minor, schema_contents
-from referencing import Registry, Resource
 
-from tests.kube import K8S_VERSIONS, PatchError, kubectl
+from tests.kube import K8S_VERSIONS, PatchError, kubectl, validator
 
 ROOT = Path(__file__).resolve().parent.parent
 JSON = dict[str, Any]
 
 
-# --- strict schema, cached -------------------------------------------------------------------
-
-
-@functools.cache
-def _pod_validator(version: str) -> jsonschema.protocols.Validator:
-    """Exactly what kubernetes_validate.validate(strict=True) builds for a v1 Pod, built once
-    (it re-reads the 1 MB definitions file on every call, which thousands of pods cannot pay)."""
-    found = [v for v in all_versions() if major_minor(v) <= major_minor(version)][-1]
-    folder = f"kubernetes-json-schema/v{found}-local-strict"
-    schema = schema_contents(f"{folder}/pod-v1.json", version)
-    definitions = schema_contents(f"{folder}/_definitions.json", version)
-    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
-    validator: jsonschema.protocols.Validator = jsonschema.validators.Draft202012Validator(
-        schema, registry=registry
-    )
-    return validator
+# --- strict schema (tests/kube.py's cached validator) ---------------------------------
 
 
 def pod_schema_errors(pod: Any) -> list[str]:
@@ -58,7 +40,9 @@ def pod_schema_errors(pod: Any) -> list[str]:
         return ["not a v1 Pod"]
     errors = []
     for version in K8S_VERSIONS:
-        error = jsonschema.exceptions.best_match(_pod_validator(version).iter_errors(pod))
+        checker = validator("Pod", "v1", version)
+        assert checker is not None
+        error = jsonschema.exceptions.best_match(checker.iter_errors(pod))
         if error is not None:
             errors.append(f"{version}: {error.json_path}: {error.message[:200]}")
     return errors
