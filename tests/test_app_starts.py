@@ -1,5 +1,7 @@
-"""Logging never keeps the application from starting (docs/security.md explains why each of
-these properties matters for a native sidecar, with the kubelet sources)."""
+"""Logging never keeps the application from starting.
+
+The README's Security section explains why each of these properties matters for a native
+sidecar, with the kubelet sources."""
 
 from __future__ import annotations
 
