@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ from tests.kube import kubectl_patch, validate_strict
 from tests.servers import Server, free_port, running_server, verified_context, wait_ready
 from webhook import certs
 from webhook.cli import build_parser
+from webhook.tlsreload import pem_not_after
 
 
 def served_certificate(url: str, ca: Path) -> x509.Certificate:
@@ -236,3 +238,20 @@ def test_bad_flags_fail_clearly(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 2 and "group_id" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("years", [1, 40])  # UTCTime, and GeneralizedTime after 2049
+def test_served_expiry_is_read_without_the_cryptography_package(years: int) -> None:
+    ca_cert, ca_key = certs.generate_ca(validity=dt.timedelta(days=366 * years))
+    cert, _ = certs.issue_serving(ca_cert, ca_key, ["x"], dt.timedelta(days=366 * years))
+    assert pem_not_after(cert) == certs.not_after(cert)
+    assert pem_not_after(cert + ca_cert) == certs.not_after(cert), "first of a bundle"
+    with pytest.raises(ValueError):
+        pem_not_after(b"not a certificate")
+
+
+def test_server_does_not_load_certificate_tooling(server: Server) -> None:
+    # Making certificates needs the cryptography package (~8 MiB per replica); serving
+    # existing ones does not, and the running server has not loaded it.
+    maps = Path(f"/proc/{server.process.pid}/maps").read_text()
+    assert "uvloop" in maps and "cryptography" not in maps

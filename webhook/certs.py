@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-CA_FILE = "ca.crt"
-CERT_FILE = "tls.crt"
-KEY_FILE = "tls.key"
+from webhook.names import CA_FILE, CERT_FILE, KEY_FILE
+
+__all__ = ["CA_FILE", "CERT_FILE", "KEY_FILE", "CertBundle"]
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVING_VALIDITY = dt.timedelta(days=365)

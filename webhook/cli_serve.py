@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from webhook import certs
+from webhook import names
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "::1"]
 
@@ -72,15 +72,29 @@ def _fail(message: str) -> int:
 
 
 def run_certs_generate(args: argparse.Namespace) -> int:
+    from webhook import certs
+
     hosts = [*certs.service_hosts(args.service, args.namespace), *args.host]
     try:
         bundle = certs.generate_bundle(hosts)
         certs.write_bundle(bundle, args.out)
     except (OSError, ValueError) as err:
         return _fail(f"cannot write certificates to {args.out}: {err}")
-    for name in (certs.CA_FILE, certs.CERT_FILE, certs.KEY_FILE):
+    for name in (names.CA_FILE, names.CERT_FILE, names.KEY_FILE):
         print(args.out / name)
     return 0
+
+
+def _generate_local_certs(cert_dir: Path) -> bool:
+    """Make a local CA and serving pair unless cert_dir has one (the package that makes
+    certificates is only loaded then: it would cost every server ~8 MiB)."""
+    if (cert_dir / names.CERT_FILE).is_file() and (cert_dir / names.KEY_FILE).is_file():
+        return False
+    from webhook import certs
+
+    return certs.ensure_bundle(
+        cert_dir, [*LOCAL_HOSTS, *certs.service_hosts("logaas-webhook", "logaas")]
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -129,9 +143,7 @@ def run_serve(args: argparse.Namespace) -> int:
         def background(stop: threading.Event) -> None:
             auto.start(stop)
 
-    elif certs.ensure_bundle(
-        args.cert_dir, [*LOCAL_HOSTS, *certs.service_hosts("logaas-webhook", "logaas")]
-    ):
+    elif _generate_local_certs(args.cert_dir):
         print(
             f"logaas-webhook: generated a self-signed CA and certificate in {args.cert_dir}/",
             file=sys.stderr,

@@ -42,6 +42,11 @@ CONFIG_FILE: Final = "fluent-bit.conf"
 ENV_CLIENT_ID: Final = "LOGAAS_IAM_CLIENT_ID"
 ENV_CLIENT_SECRET: Final = "LOGAAS_IAM_CLIENT_SECRET"
 
+# Certificate files of the webhook's serving pair and its CA.
+CA_FILE: Final = "ca.crt"
+CERT_FILE: Final = "tls.crt"
+KEY_FILE: Final = "tls.key"
+
 # Namespaces that are never injected, whatever they say.
 SYSTEM_NAMESPACES: Final = ("kube-system", "kube-public", "kube-node-lease")
 NAMESPACE_NAME_LABEL: Final = "kubernetes.io/metadata.name"

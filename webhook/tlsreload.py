@@ -6,16 +6,57 @@ newest good context. Connections already open keep theirs, so a rotation never f
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import logging
+import re
 import ssl
 import threading
 from pathlib import Path
 
-from webhook.certs import CERT_FILE, KEY_FILE, not_after
+from webhook.names import CERT_FILE, KEY_FILE
 
 log = logging.getLogger(__name__)
+
+
+# The server reads one date from its certificate; a few lines of DER spare it the ~8 MiB that
+# loading the cryptography package costs every replica (certificates are made elsewhere).
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+
+
+def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
+    """DER tag, content start and content end of the element at pos."""
+    tag, length = data[pos], data[pos + 1]
+    pos += 2
+    if length & 0x80:
+        size = length & 0x7F
+        length = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
+    if pos + length > len(data):
+        raise ValueError("truncated DER")
+    return tag, pos, pos + length
+
+
+def pem_not_after(pem: bytes) -> dt.datetime:
+    """notAfter of the first certificate in a PEM bundle."""
+    match = _PEM.search(pem)
+    if not match:
+        raise ValueError("no PEM certificate")
+    der = base64.b64decode(b"".join(match.group(1).split()))
+    _, start, _ = _tlv(der, 0)  # Certificate
+    _, pos, _ = _tlv(der, start)  # TBSCertificate
+    fields: list[tuple[int, int]] = []
+    while len(fields) < 5:
+        tag, content, end = _tlv(der, pos)
+        if tag != 0xA0:  # [0] version is optional
+            fields.append((content, end))
+        pos = end
+    content, _ = fields[3]  # serial, signature, issuer, validity
+    tag, after_start, after_end = _tlv(der, _tlv(der, content)[2])
+    text = der[after_start:after_end].decode("ascii")
+    layout = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"
+    return dt.datetime.strptime(text, layout).replace(tzinfo=dt.UTC)
 
 
 class CertificateSource:
@@ -54,7 +95,7 @@ class CertificateSource:
             # The files may be mid-rotation (new key, old cert): a mismatch fails here and the
             # last good context stays in use until the next check.
             ctx = self._new_context()
-            expiry = not_after(cert)
+            expiry = pem_not_after(cert)
         except (OSError, ssl.SSLError, ValueError) as err:
             self.last_error = f"certificate files not usable yet: {err}"
             log.warning("tls: %s; keeping the current certificate", self.last_error)
