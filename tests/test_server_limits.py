@@ -18,7 +18,8 @@ import pytest
 
 from tests.builders import admission_review, pod
 from tests.harness import Server, check_answer, serve
-from webhook.app import BODY_TIMEOUT, MAX_BODY
+from webhook.app import MAX_BODY
+from webhook.slowclient import BODY_TIMEOUT
 
 HEADER_TIMEOUT = 2
 LIMIT = 20
