@@ -22,6 +22,44 @@ BODY_TIMEOUT = 10.0  # seconds from the end of the head to the end of the body
 _TOO_LARGE = b'{"error":"request line and headers exceed 65536 bytes"}'
 
 
+class CorkedTransport:
+    """Coalesces the writes of one event-loop turn into one.
+
+    uvicorn writes a response's head and body separately; over TLS each write is its own
+    record and its own send. Joined, a review answer costs one of each.
+    """
+
+    __slots__ = ("_buffer", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._buffer: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._buffer:
+            self._loop.call_soon(self.flush)
+        self._buffer.append(data)
+
+    def flush(self) -> None:
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class HeaderTimeoutProtocol(HttpToolsProtocol):
     header_timeout: float = 10.0
     body_timeout: float = BODY_TIMEOUT
@@ -65,7 +103,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         )
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CorkedTransport(transport, self.loop))  # type: ignore[arg-type]
         self._arm()  # the first request's head must arrive in time
 
     def data_received(self, data: bytes) -> None:
