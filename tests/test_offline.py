@@ -299,3 +299,10 @@ def test_any_stream_round_trips(
             assert out == text
         # else: a JSON source, written back as YAML block style
     assert render_yaml(inject_text(out, "s.yaml", offline)) == out
+
+
+def test_a_flow_sequence_that_is_also_json_is_read_as_yaml(offline: OfflineInjector) -> None:
+    # kubectl treats a stream as JSON only when it opens an object (found by hypothesis).
+    documents = inject_text("[1e3]\n", "s.yaml", offline)
+    assert render_yaml(documents) == "[1e3]\n"
+    assert list(yaml.safe_load_all(render_yaml(documents))) == [["1e3"]]

@@ -332,7 +332,9 @@ def _load_all(text: str, source: str) -> list[Any]:
 def parse(text: str, source: str) -> list[Document]:
     """The documents of one source (YAML or JSON, one or many documents), in order."""
     stripped = text.lstrip()
-    if stripped[:1] in ("{", "["):
+    # Like kubectl's YAMLOrJSONDecoder: JSON only when it opens an object; `[1e3]` is YAML
+    # (the string "1e3"), not a JSON array of numbers.
+    if stripped[:1] == "{":
         try:
             data = json.loads(text)
         except ValueError:
