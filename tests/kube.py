@@ -20,15 +20,19 @@ K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version().rsplit(".", 1
 
 
 @functools.cache
-def kubectl() -> str:
-    root = Path(__file__).resolve().parent.parent
-    local = root / ".tools" / "bin" / "kubectl"
+def tool(name: str) -> str:
+    """helm or kubectl: the pinned binary `make tools` installs, else one on PATH."""
+    local = Path(__file__).resolve().parent.parent / ".tools" / "bin" / name
     if local.is_file():
         return str(local)
-    found = shutil.which("kubectl")
+    found = shutil.which(name)
     if not found:
-        raise RuntimeError("kubectl not found: run `make tools`")
+        raise RuntimeError(f"{name} not found: run `make tools`")
     return found
+
+
+def kubectl() -> str:
+    return tool("kubectl")
 
 
 class PatchError(AssertionError):

@@ -7,10 +7,13 @@ reason shown, on a machine that has no copy.
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,3 +32,20 @@ CORPUS_FILES = sorted(p.relative_to(CORPUS).as_posix() for p in CORPUS.rglob("*.
 requires_corpus = pytest.mark.skipif(
     SHARED is None, reason="the shared corpus (../shared/corpus) is not on this machine"
 )
+
+
+def corpus_pods(opt_in: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """Every Pod and pod template of the corpus as a v1 Pod: (file, pod), in file order."""
+    from webhook import names
+    from webhook.offline import find_templates, pod_of, resolve
+
+    found = []
+    for name in CORPUS_FILES:
+        for doc in yaml.safe_load_all((CORPUS / name).read_text()):
+            for target in find_templates(doc):
+                pod = pod_of(copy.deepcopy(resolve(doc, target.pointer)))
+                if opt_in:
+                    meta = pod.setdefault("metadata", {})
+                    meta.setdefault("annotations", {})[names.INJECT] = "true"
+                found.append((name, pod))
+    return found

@@ -11,7 +11,6 @@ import base64
 import functools
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube import validate_strict
+from tests.kube import tool, validate_strict
 from webhook import certs, names
 from webhook.settings import load_settings
 
@@ -37,15 +36,8 @@ REQUIRED = (
 CRD_KINDS = {"Certificate", "Issuer", "ServiceMonitor"}
 
 
-@functools.cache
 def helm() -> str:
-    local = ROOT / ".tools" / "bin" / "helm"
-    if local.is_file():
-        return str(local)
-    found = shutil.which("helm")
-    if not found:
-        raise RuntimeError("helm not found: run `make tools`")
-    return found
+    return tool("helm")
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,7 +38,7 @@ from tests.harness import (
     serve,
 )
 from tests.kube import validate_strict
-from tests.shared import CORPUS, requires_corpus
+from tests.shared import corpus_pods, requires_corpus
 from webhook import names
 from webhook.app import create_app
 from webhook.mutation import NamespaceInfo
@@ -632,34 +631,12 @@ def test_thousand_containers_and_huge_values(collector: Collector) -> None:
         assert "262144" in response["status"]["message"]
 
 
-def _corpus_pods() -> list[tuple[str, JSON]]:
-    found = []
-    for path in sorted(CORPUS.rglob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not isinstance(doc, dict):
-                continue
-            spec = doc.get("spec") or {}
-            template = spec.get("template") or (spec.get("jobTemplate") or {}).get("spec", {}).get(
-                "template"
-            )
-            if doc.get("kind") == "Pod":
-                pod = doc
-            elif isinstance(template, dict):
-                pod = {"apiVersion": "v1", "kind": "Pod", **template}
-            else:
-                continue
-            found.append((str(path.relative_to(CORPUS)), copy.deepcopy(pod)))
-    return found
-
-
 @requires_corpus
 def test_real_world_pods(collector: Collector) -> None:
     """Every pod and pod template of the Kubernetes documentation's examples, opted in."""
-    pods = _corpus_pods()
+    pods = corpus_pods(opt_in=True)
     assert len(pods) > 150
     for _, pod in pods:
-        meta = pod.setdefault("metadata", {})
-        meta.setdefault("annotations", {})[names.INJECT] = "true"
         for path in PATHS:
             collector.review(path, review_of(pod))
     collector.verify_patches()

@@ -12,14 +12,13 @@ import copy
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import pss
 from tests.builders import pod
 from tests.harness import JSON, kubectl_patch_many
-from tests.shared import CORPUS, requires_corpus
+from tests.shared import corpus_pods, requires_corpus
 from webhook import names
 from webhook.mutation import Injector, Mode
 from webhook.settings import load_settings
@@ -243,31 +242,11 @@ def test_generated_restricted_pods_stay_restricted() -> None:
         assert pss.violations(after, "restricted") == [], before
 
 
-def _corpus_pods() -> list[tuple[str, JSON]]:
-    found = []
-    for path in sorted(CORPUS.rglob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not isinstance(doc, dict):
-                continue
-            spec = doc.get("spec") or {}
-            template = spec.get("template") or (spec.get("jobTemplate") or {}).get("spec", {}).get(
-                "template"
-            )
-            obj = doc if doc.get("kind") == "Pod" else template
-            if not isinstance(obj, dict) or not isinstance(obj.get("spec"), dict):
-                continue
-            obj = {"apiVersion": "v1", "kind": "Pod", **copy.deepcopy(obj)}
-            meta = obj.setdefault("metadata", {})
-            meta.setdefault("annotations", {})[names.INJECT] = "true"
-            found.append((str(path.relative_to(CORPUS)), obj))
-    return found
-
-
 @requires_corpus
 def test_real_world_pods_keep_their_level() -> None:
     injector = Injector(load_settings())
     items, sources = [], []
-    for source, obj in _corpus_pods():
+    for source, obj in corpus_pods(opt_in=True):
         decision = injector.decide(obj, Mode.POD, "shop")
         if decision.patch:
             items.append((obj, decision.patch))
