@@ -357,7 +357,13 @@ def test_host_network_when_configured() -> None:
     injector = Injector(load_settings(inject_host_network=True))
     obj = pod({"logaas/inject": "true"})
     obj["spec"]["hostNetwork"] = True
-    assert_contract(inject(injector, obj))
+    result = inject(injector, obj)
+    # On the node's network the sidecar opens no port: two such pods on a node would collide.
+    sidecar = sidecar_of(result)
+    assert "ports" not in sidecar and "livenessProbe" not in sidecar
+    service = dict(fluentbit.parse(config_of(result))[0][1])
+    assert service["HTTP_Server"] == "Off" and "HTTP_Port" not in service
+    assert unknown_keys(config_of(result)) == []
 
 
 def test_namespace_labelled_disabled_wins(injector: Injector) -> None:

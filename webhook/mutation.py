@@ -298,6 +298,8 @@ class Injector:
         return None
 
     def _http_port(self, spec: JSON) -> int:
+        if spec.get("hostNetwork") is True:
+            return 0  # no HTTP server: see sidecar_config.http_server
         used = {
             port.get("containerPort")
             for key in ("containers", "initContainers")

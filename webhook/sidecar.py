@@ -139,6 +139,8 @@ class SidecarTemplate:
             "securityContext": _clone(self._security),
             "terminationMessagePolicy": "FallbackToLogsOnError",
         }
+        if http_port == 0:
+            del container["ports"], container["livenessProbe"]
         if qos == QOS_GUARANTEED:
             # Every other container has requests == limits: keep the pod Guaranteed (exclusive
             # CPUs, eviction order) instead of downgrading it to Burstable.

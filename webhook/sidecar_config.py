@@ -32,6 +32,19 @@ def log_dir(container: str, reused: bool) -> str:
     return f"{SHARED_MOUNT if reused else LOGS_MOUNT}/{container}"
 
 
+def http_server(port: int) -> list[tuple[str, str]]:
+    """Fluent Bit's HTTP server (probes, metrics); port 0: none (a hostNetwork pod's sidecar
+    would bind the node's port, and two such pods on one node would collide)."""
+    if port == 0:
+        return [("HTTP_Server", "Off")]
+    return [
+        ("HTTP_Server", "On"),
+        ("HTTP_Listen", "0.0.0.0"),
+        ("HTTP_Port", str(port)),
+        ("Health_Check", "On"),
+    ]
+
+
 def render(
     options: Options,
     settings: Settings,
@@ -45,10 +58,7 @@ def render(
         ("Grace", str(grace_seconds(termination_grace))),
         ("Log_Level", "info"),
         ("Daemon", "off"),
-        ("HTTP_Server", "On"),
-        ("HTTP_Listen", "0.0.0.0"),
-        ("HTTP_Port", str(http_port)),
-        ("Health_Check", "On"),
+        *http_server(http_port),
         ("storage.path", f"{STATE_MOUNT}/buffer"),
         ("storage.sync", "normal"),
         ("storage.backlog.mem_limit", settings.sidecar.mem_buf_limit),
