@@ -47,7 +47,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _kube(args: argparse.Namespace) -> Any:
-    from webhook.daemonset.kubeapply import Kube, api_client
+    from webhook.daemonset.kubeapply import Kube
+    from webhook.kubeclient import api_client
 
     kubeconfig = getattr(args, "kubeconfig", None)
     return Kube(api_client(Path(kubeconfig) if kubeconfig else None))

@@ -11,20 +11,6 @@ from webhook.mutation import NamespaceInfo
 log = logging.getLogger(__name__)
 
 
-def api_client(kubeconfig: str | None = None) -> Any:
-    """In-cluster config first, then kubeconfig (explicit path or the default one)."""
-    from kubernetes import client, config
-
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-            return client.ApiClient()
-        except config.ConfigException:
-            pass
-    config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    return client.ApiClient()
-
-
 class NamespaceCache:
     def __init__(self, client: Any, max_backoff: float = 30.0) -> None:
         from kubernetes import client as k8s

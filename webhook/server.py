@@ -19,7 +19,7 @@ import uvicorn
 from webhook import slowclient
 from webhook.app import create_app, json_log_formatter, log_reviews_directly
 from webhook.metrics import Metrics
-from webhook.nscache import NamespaceCache, api_client
+from webhook.nscache import NamespaceCache
 from webhook.review import NamespaceLookup
 from webhook.settings import Settings
 from webhook.tlsreload import CertificateSource
@@ -107,6 +107,8 @@ def serve_on(sock: socket.socket, settings: Settings, options: ServeOptions) -> 
     namespaces: NamespaceLookup | None = None
     cache: NamespaceCache | None = None
     if options.namespace_watch:
+        from webhook.kubeclient import api_client
+
         cache = NamespaceCache(api_client(options.kubeconfig))
         cache.start()
         namespaces = cache.get

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import logging
 import random
 import threading
@@ -267,59 +266,23 @@ def _serving_problem(
     return None
 
 
-class _Kube:
-    """Plain-dict REST calls with the client's configuration, auth and TLS."""
+class _Writer:
+    """Every write of AutoTLS carries its field manager."""
 
-    def __init__(self, api: Any, timeout: float) -> None:
-        self.api = api
-        self.timeout = timeout
+    def __init__(self, rest: Any) -> None:
+        self.rest = rest
 
     def request(self, method: str, path: str, body: Any = None, content_type: str = "") -> JSON:
-        from kubernetes.client.exceptions import ApiException
-
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
-        _, url, header_params, serialized, _ = self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=[("fieldManager", MANAGED_BY)] if method != "GET" else None,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+        query = [("fieldManager", MANAGED_BY)] if method != "GET" else []
+        result: JSON = self.rest.request(
+            method, path, query, body, content_type or "application/json"
         )
-        response = self.api.call_api(
-            method, url, header_params=header_params, body=serialized,
-            _request_timeout=self.timeout,
-        )  # fmt: skip
-        data = response.read()
-        if not 200 <= response.status <= 299:
-            raise ApiException.from_response(
-                http_resp=response, body=data.decode("utf-8", "replace"), data=None
-            )
-        parsed: JSON = json.loads(data) if data else {}
-        return parsed
+        return result
 
 
 def _status(err: BaseException) -> int | None:
     status = getattr(err, "status", None)
     return status if isinstance(status, int) else None
-
-
-def _default_api_client(kubeconfig: str | None) -> Any:
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return client.ApiClient(configuration)
-        except config.ConfigException:
-            pass
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=kubeconfig, client_configuration=configuration
-    )
-    return client.ApiClient(configuration)
 
 
 class AutoTLS:
@@ -362,7 +325,7 @@ class AutoTLS:
         self._api_client = api_client
         self._kubeconfig = kubeconfig
         self._request_timeout = request_timeout
-        self._kube: _Kube | None = None
+        self._kube: _Writer | None = None
         self._lock = threading.Lock()
         self._state: TLSState | None = None
         self.not_after: dt.datetime | None = None  # serving certificate expiry, for metrics
@@ -382,10 +345,12 @@ class AutoTLS:
             f"{self.webhook_config}"
         )
 
-    def _api(self) -> _Kube:
+    def _api(self) -> _Writer:
         if self._kube is None:
-            api = self._api_client or _default_api_client(self._kubeconfig)
-            self._kube = _Kube(api, self._request_timeout)
+            from webhook.kubeclient import RestClient, api_client
+
+            api = self._api_client or api_client(self._kubeconfig)
+            self._kube = _Writer(RestClient(api, self._request_timeout))
         return self._kube
 
     # -- one reconciliation -------------------------------------------------------------------

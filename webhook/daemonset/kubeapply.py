@@ -3,21 +3,18 @@ apply and delete of plain-dict objects by REST path, with the client's auth and 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from kubernetes import client
-from kubernetes import config as _config
 from kubernetes.client.exceptions import ApiException
+
+from webhook.kubeclient import RestClient
 
 JSON = dict[str, Any]
 FIELD_MANAGER = "logaas-webhook"
 log = logging.getLogger("logaas.daemonset")
-config: Any = _config  # untyped package
 
 
 @dataclass(frozen=True)
@@ -64,59 +61,8 @@ def resource_of(obj: JSON) -> Resource:
     return BY_KIND[key]
 
 
-def api_client(kubeconfig: Path | None = None) -> client.ApiClient:
-    """In-cluster config when running in a pod, else the kubeconfig (or $KUBECONFIG)."""
-    configuration = client.Configuration()
-    if kubeconfig is None:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-            return client.ApiClient(configuration)
-        except config.ConfigException:
-            pass
-    config.load_kube_config(
-        config_file=str(kubeconfig) if kubeconfig else None, client_configuration=configuration
-    )
-    return client.ApiClient(configuration)
-
-
-class Kube:
-    def __init__(self, api: client.ApiClient, timeout: float = 30.0) -> None:
-        self.api = api
-        self.timeout = timeout
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        query: Iterable[tuple[str, str]] = (),
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> JSON:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        _, url, header_params, serialized, _ = self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list(query) or None,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(
-            method,
-            url,
-            header_params=header_params,
-            body=serialized,
-            _request_timeout=self.timeout,
-        )
-        data: bytes = response.read()  # type: ignore[no-untyped-call]
-        if not 200 <= response.status <= 299:
-            raise ApiException.from_response(
-                http_resp=response, body=data.decode("utf-8", "replace"), data=None
-            )
-        parsed: JSON = json.loads(data) if data else {}
-        return parsed
+class Kube(RestClient):
+    """Typed verbs of the companion on top of the shared REST client."""
 
     def get(self, res: Resource, namespace: str | None, name: str) -> JSON | None:
         try:
