@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 from webhook import names
 from webhook.daemonset.coverage import BOTH, DAEMONSET, NONE, OPTED_OUT, SIDECAR, report
 from webhook.daemonset.render import render_objects
-from webhook.daemonset.routing import NamespaceInfo
-from webhook.mutation import Injector, Mode
+from webhook.mutation import Injector, Mode, NamespaceInfo
 from webhook.mutation import NamespaceInfo as EngineNamespace
 from webhook.settings import Settings, load_settings
 

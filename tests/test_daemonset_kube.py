@@ -21,7 +21,7 @@ from webhook.daemonset.kubeapply import FIELD_MANAGER, Kube
 from webhook.daemonset.leader import LeaderElector
 from webhook.daemonset.reconcile import Backoff, Reconciler
 from webhook.daemonset.render import CHECKSUM, MANAGED_BY, config_checksum
-from webhook.daemonset.routing import NamespaceInfo
+from webhook.mutation import NamespaceInfo
 from webhook.settings import Settings
 
 NS = "logaas"

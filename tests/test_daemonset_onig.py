@@ -18,8 +18,8 @@ import pytest
 from webhook import fluentbit, names
 from webhook.daemonset import agentconf
 from webhook.daemonset.render import render_objects
-from webhook.daemonset.routing import NamespaceInfo
 from webhook.daemonset.simulate import container_log_path
+from webhook.mutation import NamespaceInfo
 from webhook.settings import Settings
 
 ONIG_OPTION_NONE = 0

@@ -16,8 +16,9 @@ from tests.kube import validate_strict
 from webhook import fluentbit, names
 from webhook.daemonset import agentconf
 from webhook.daemonset.render import CHECKSUM, render_objects, to_yaml
-from webhook.daemonset.routing import MAX_OUTPUTS, NamespaceInfo, build_plan
+from webhook.daemonset.routing import MAX_OUTPUTS, build_plan
 from webhook.daemonset.simulate import Agent, container_log_path, tag_matches
+from webhook.mutation import NamespaceInfo
 from webhook.settings import Settings, load_settings
 
 ENABLED = {names.INJECT: names.NS_ENABLED}

@@ -26,7 +26,7 @@ from tests.builders import admission_review, pod
 from tests.harness import Server, check_answer, decode_patch, serve
 from webhook import fluentbit, names
 from webhook.daemonset.render import render_objects, to_yaml
-from webhook.daemonset.routing import NamespaceInfo
+from webhook.mutation import NamespaceInfo
 from webhook.settings import load_settings
 
 SEEDS = {what: f"SEKRET{what.upper()}{uuid.uuid4().hex}" for what in (

@@ -21,7 +21,7 @@ from webhook.daemonset.render import (
     render_objects,
     to_yaml,
 )
-from webhook.daemonset.routing import NamespaceInfo
+from webhook.mutation import NamespaceInfo
 from webhook.settings import Settings, load_settings
 
 log = logging.getLogger("logaas.daemonset")

@@ -47,6 +47,16 @@ class NamespaceInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def from_object(cls, obj: Mapping[str, Any]) -> NamespaceInfo:
+        """From a Namespace object as JSON (e.g. `kubectl get namespaces -o yaml`)."""
+        meta = obj.get("metadata") or {}
+        return cls(
+            name=str(meta.get("name", "")),
+            labels=dict(meta.get("labels") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+        )
+
 
 @dataclass(frozen=True)
 class Decision:

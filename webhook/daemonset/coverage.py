@@ -13,9 +13,8 @@ from typing import Any
 
 from webhook import fluentbit, names
 from webhook.annotations import AnnotationError, PolicyError, namespace_defaults, parse_inject
-from webhook.daemonset.routing import NamespaceInfo
 from webhook.daemonset.simulate import EXCLUDE_ANNOTATION, Agent, container_log_path
-from webhook.mutation import is_injected, targets_windows
+from webhook.mutation import NamespaceInfo, is_injected, targets_windows
 from webhook.settings import Settings
 
 SIDECAR = "sidecar"

@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from webhook import names
 from webhook.daemonset.kubeapply import SECRETS, Kube
 from webhook.daemonset.render import MANAGED_BY, MANAGER
-from webhook.daemonset.routing import NamespaceInfo
+from webhook.mutation import NamespaceInfo
 from webhook.settings import Settings
 
 JSON = dict[str, Any]

@@ -29,7 +29,8 @@ from webhook import names
 from webhook.daemonset.credentials import CredentialSync, SyncResult
 from webhook.daemonset.kubeapply import NAMESPACES, SECRETS, Kube
 from webhook.daemonset.render import DEFAULT_PREFIX, objects_for_plan
-from webhook.daemonset.routing import NamespaceInfo, build_plan
+from webhook.daemonset.routing import build_plan
+from webhook.mutation import NamespaceInfo
 from webhook.settings import Settings
 
 JSON = dict[str, Any]

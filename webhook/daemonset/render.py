@@ -18,7 +18,8 @@ import yaml
 
 from webhook import names
 from webhook.daemonset import agentconf
-from webhook.daemonset.routing import NamespaceInfo, Plan, build_plan
+from webhook.daemonset.routing import Plan, build_plan
+from webhook.mutation import NamespaceInfo
 from webhook.settings import Settings
 
 JSON = dict[str, Any]

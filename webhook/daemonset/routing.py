@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from webhook import names
 from webhook.annotations import AnnotationError, PolicyError, check_group_policy, namespace_defaults
+from webhook.mutation import NamespaceInfo
 from webhook.settings import Settings
 
 # Longest value we write on one classic-format line (buffer 4096 minus key, indent, newline).
@@ -50,22 +50,6 @@ def default_route(settings: Settings) -> Route:
     return Route(
         settings.group_id, settings.project_id, tuple(sorted(settings.default_labels.items()))
     )
-
-
-@dataclass(frozen=True)
-class NamespaceInfo:
-    name: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_object(cls, obj: Mapping[str, Any]) -> NamespaceInfo:
-        meta = obj.get("metadata") or {}
-        return cls(
-            name=str(meta.get("name", "")),
-            labels=dict(meta.get("labels") or {}),
-            annotations=dict(meta.get("annotations") or {}),
-        )
 
 
 @dataclass(frozen=True)
